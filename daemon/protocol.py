@@ -1,0 +1,455 @@
+"""The wire protocol shared by the shim, the daemon and the console.
+
+Sans-IO: this module only turns messages into bytes and bytes into messages, and says where the
+socket lives. It imports the stdlib and msgpack, nothing else, because the shim imports it and
+the shim's start-up time is a budget.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack: a map whose ``t``
+key names the message type. Every connection opens with :class:`Hello` from the peer and
+:class:`Welcome` (or :class:`Error`) from the daemon. Requests carry a ``rid`` chosen by the
+peer; the daemon's answer carries the same ``rid``.
+
+Exceptions::
+
+    ProtocolError        a frame or message that breaks the rules (the connection is closed)
+    └── FrameTooLarge    a frame announced a size over the limit
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+#: Largest frame either side accepts. A paused call's frozen arguments travel in one frame, and
+#: tools such as ``write_file`` legitimately carry tens of MB, so the cap is generous.
+MAX_FRAME = 96 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+ROLE_SHIM = "shim"
+ROLE_CONSOLE = "console"
+
+
+class ProtocolError(Exception):
+    """Raised when a peer sends a frame or message that breaks the protocol."""
+
+
+class FrameTooLarge(ProtocolError):
+    """Raised when a frame announces a size over :data:`MAX_FRAME`."""
+
+
+# --------------------------------------------------------------------------------------------
+# Messages. Each is a small frozen dataclass with a tag; `decode` is the only place that turns
+# wire maps back into objects, and it checks every field's type.
+# --------------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type[Message]] = {}
+_FIELD_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
+_TYPE_NAMES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "bytes": (bytes,),
+    "list": (list, tuple),
+    "dict": (dict,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base class of every wire message."""
+
+    TAG: ClassVar[str] = ""
+
+
+def _register(cls: type[Message]) -> type[Message]:
+    specs: list[tuple[str, tuple[type, ...]]] = []
+    for f in fields(cls):
+        annotation = str(f.type)
+        allowed: list[type] = []
+        for part in annotation.split("|"):
+            part = part.strip()
+            if part == "None":
+                allowed.append(type(None))
+            else:
+                base = part.split("[", 1)[0]
+                allowed.extend(_TYPE_NAMES[base])
+        specs.append((f.name, tuple(allowed)))
+    _REGISTRY[cls.TAG] = cls
+    _FIELD_TYPES[cls.TAG] = tuple(specs)
+    return cls
+
+
+# Handshake ----------------------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """First frame from a peer. ``resume`` carries the token of a session to take over again."""
+
+    TAG: ClassVar[str] = "hello"
+    role: str
+    proto: int = PROTOCOL_VERSION
+    server_name: str | None = None
+    config_path: str | None = None
+    target: list[str] | None = None
+    cwd: str = ""
+    pid: int = 0
+    resume: str | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    """The daemon accepted a :class:`Hello`. ``token`` lets the shim resume the session later."""
+
+    TAG: ClassVar[str] = "welcome"
+    session_id: str
+    token: str
+    proto: int = PROTOCOL_VERSION
+    #: Set when the session's policy could not be loaded; every call is then denied with it.
+    policy_error: str | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class ClientInfo(Message):
+    """The shim learnt who the MCP client is (from ``initialize`` or a request's ``_meta``)."""
+
+    TAG: ClassVar[str] = "client_info"
+    name: str
+    version: str
+    protocol_version: str
+
+
+# Shim requests -------------------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Decide(Message):
+    """Judge one ``tools/call``. ``params`` is the call's params, re-serialised canonical JSON."""
+
+    TAG: ClassVar[str] = "decide"
+    rid: int
+    params: bytes
+
+
+ALLOW = "allow"
+APPROVE = "approve"
+DENY = "deny"
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Verdict(Message):
+    """The answer to :class:`Decide`. For ``approve`` the action id names the pending action."""
+
+    TAG: ClassVar[str] = "verdict"
+    rid: int
+    action: str
+    reason: str
+    rule: str
+    action_id: str = ""
+    expires_at: float = 0.0
+    attempts: int = 0
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Confirm(Message):
+    """The agent called ``firewall_confirm`` with this code."""
+
+    TAG: ClassVar[str] = "confirm"
+    rid: int
+    otp: str
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Confirmed(Message):
+    """The answer to :class:`Confirm`: the frozen params to run, or why not."""
+
+    TAG: ClassVar[str] = "confirmed"
+    rid: int
+    ok: bool
+    message: str
+    action_id: str = ""
+    params: bytes = b""
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Outcome(Message):
+    """What the target answered to an approved call (for the audit log)."""
+
+    TAG: ClassVar[str] = "outcome"
+    action_id: str
+    ok: bool
+    detail: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class ToolsListed(Message):
+    """A page of the server's tools/list: ``[{"name": str, "annotations": map}]``.
+
+    ``first_page`` starts a new listing (it replaces what the session knew).
+    """
+
+    TAG: ClassVar[str] = "tools_listed"
+    tools: list[dict[str, Any]]
+    first_page: bool
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Withdraw(Message):
+    """The agent cancelled a paused call; its pending action is withdrawn."""
+
+    TAG: ClassVar[str] = "withdraw"
+    action_id: str
+
+
+# Console requests ---------------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class ListPending(Message):
+    """Ask for sessions and pending actions (console only)."""
+
+    TAG: ClassVar[str] = "list_pending"
+    rid: int
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class PendingList(Message):
+    """Sessions and pending actions. Each entry is a map of plain values (see README)."""
+
+    TAG: ClassVar[str] = "pending_list"
+    rid: int
+    sessions: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class DenyAction(Message):
+    """Deny a pending action (console only)."""
+
+    TAG: ClassVar[str] = "deny"
+    rid: int
+    action_id: str
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class QueryLog(Message):
+    """Ask for the newest audit rows, optionally filtered (console only)."""
+
+    TAG: ClassVar[str] = "query_log"
+    rid: int
+    limit: int = 50
+    session_id: str | None = None
+    server: str | None = None
+    tool: str | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class LogRows(Message):
+    """Audit rows, newest first."""
+
+    TAG: ClassVar[str] = "log_rows"
+    rid: int
+    rows: list[dict[str, Any]]
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Subscribe(Message):
+    """Ask the daemon to push an :class:`Event` whenever pending actions or sessions change."""
+
+    TAG: ClassVar[str] = "subscribe"
+    rid: int
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Event(Message):
+    """Something changed (``kind``: pending, session, policy). Re-read with :class:`ListPending`."""
+
+    TAG: ClassVar[str] = "event"
+    kind: str
+    detail: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """A request succeeded."""
+
+    TAG: ClassVar[str] = "ack"
+    rid: int
+    message: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class Error(Message):
+    """A request failed. ``code`` is one of the ``E_*`` constants."""
+
+    TAG: ClassVar[str] = "error"
+    rid: int
+    code: str
+    message: str
+
+
+E_BAD_REQUEST = "bad_request"
+E_FORBIDDEN = "forbidden"
+E_NOT_FOUND = "not_found"
+E_LIMIT = "limit"
+E_VERSION = "version"
+E_INTERNAL = "internal"
+
+
+# --------------------------------------------------------------------------------------------
+# Framing
+# --------------------------------------------------------------------------------------------
+
+
+def encode(message: Message) -> bytes:
+    """Serialise ``message`` into one frame (length prefix included)."""
+    body: dict[str, Any] = {"t": message.TAG}
+    for name, _ in _FIELD_TYPES[message.TAG]:
+        body[name] = getattr(message, name)
+    payload: bytes = msgpack.packb(body, use_bin_type=True)
+    if len(payload) > MAX_FRAME:
+        raise FrameTooLarge(f"message of {len(payload)} bytes is over the {MAX_FRAME}-byte frame limit")
+    return _HEADER.pack(len(payload)) + payload
+
+
+def decode(payload: bytes) -> Message:
+    """Turn one frame's payload (without its length prefix) into a message.
+
+    Raises:
+        ProtocolError: the payload is not msgpack, not a map, has an unknown tag, or a field of
+            the wrong type.
+    """
+    try:
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(f"undecodable frame: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("a frame must hold a map")
+    tag = body.pop("t", None)
+    if not isinstance(tag, str) or tag not in _REGISTRY:
+        raise ProtocolError(f"unknown message type {tag!r}")
+    kwargs: dict[str, Any] = {}
+    for name, allowed in _FIELD_TYPES[tag]:
+        if name not in body:
+            continue
+        value = body.pop(name)
+        # bool is an int subclass: never accept True where a number is meant, nor 1 for a bool.
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ProtocolError(f"{tag}.{name}: unexpected {type(value).__name__}")
+        kwargs[name] = value
+    if body:
+        raise ProtocolError(f"{tag}: unknown field(s) {sorted(map(str, body))}")
+    try:
+        return _REGISTRY[tag](**kwargs)
+    except TypeError as exc:
+        raise ProtocolError(f"{tag}: {exc}") from None
+
+
+class FrameDecoder:
+    """Incremental frame splitter: feed it bytes, get whole messages back."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add received bytes; return every message now complete, in order.
+
+        Raises:
+            FrameTooLarge: a frame announced a size over the limit.
+            ProtocolError: a complete frame did not decode.
+        """
+        self._buffer += data
+        out: list[Message] = []
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            if size > self._max_frame:
+                raise FrameTooLarge(f"frame of {size} bytes is over the {self._max_frame}-byte limit")
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                break
+            payload = bytes(self._buffer[_HEADER.size : end])
+            del self._buffer[:end]
+            out.append(decode(payload))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Where things live. MCP clients start servers with only HOME, LOGNAME, PATH, SHELL, TERM and
+# USER in the environment, so the defaults depend on HOME (and the uid) alone; the shim, the
+# daemon and the console all call these same functions and agree.
+# --------------------------------------------------------------------------------------------
+
+APP = "mcp-action-firewall"
+#: sun_path is 108 bytes on Linux and 104 on macOS; keep a margin.
+_MAX_SOCKET_PATH = 100
+
+
+def home_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The user's home: ``$HOME``, else the password database."""
+    env = os.environ if environ is None else environ
+    home = env.get("HOME")
+    return home if home else pwd.getpwuid(os.getuid()).pw_dir
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where the daemon keeps its database, lock and logs: ``$HOME/.local/state/mcp-action-firewall``."""
+    return os.path.join(home_dir(environ), ".local", "state", APP)
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None) -> str:
+    """The daemon's socket: in the state directory, or under /tmp when that path is too long.
+
+    The /tmp fallback is named after the uid and a hash of HOME, so two homes of one user (as in
+    tests) never share a socket; its directory is created 0700 and its owner checked.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("FIREWALL_SOCKET"):
+        return env["FIREWALL_SOCKET"]
+    path = os.path.join(default_state_dir(env), "firewalld.sock")
+    if len(path.encode()) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(home_dir(env).encode()).hexdigest()[:12]
+    return f"/tmp/{APP}-{os.getuid()}-{digest}/firewalld.sock"
+
+
+def ensure_private_dir(path: str) -> None:
+    """Create ``path`` (and parents) with mode 0700 and check that we own it and nobody else can enter.
+
+    Raises:
+        PermissionError: the directory exists but belongs to someone else or is open to others.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to us; refusing to use it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
