@@ -1,0 +1,427 @@
+"""The policy file: its schema, and loading it with errors that name the key at fault.
+
+The seed's format is accepted unchanged: a required ``global`` section and optional
+``servers.<name>`` sections with ``allow_prefixes``, ``block_keywords``, ``default_action`` and
+``otp_attempt_count``. On top of it come ordered ``rules``, a few OTP settings and
+``trust_annotations``; ``config.example.json`` at the repository root shows every key.
+
+Plain pydantic models rather than pydantic-settings: the policy must come from the file alone,
+never from an environment variable that an agent's shell could set. Every model forbids unknown
+keys and validates strictly (``"3"`` is not a number, ``1`` is not ``true``), because a
+security policy that half-understands its file is worse than one that refuses it.
+
+Exceptions::
+
+    ConfigError    the file is missing, unreadable, not JSON, has a duplicate key or breaks
+                   the schema; the message names the file and the key path
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from daemon.normalize import normalize
+
+DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
+
+#: What a call can be told: run now, wait for a human, or never.
+Action: TypeAlias = Literal["allow", "approve", "deny"]
+# "block" is the seed's word for "needs approval"; it is accepted and read as "approve".
+_ACTIONS: dict[str, Action] = {"allow": "allow", "approve": "approve", "block": "approve", "deny": "deny"}
+
+
+class ConfigError(Exception):
+    """Raised by :func:`load_config` when the policy file cannot be used.
+
+    Attributes:
+        problems: One line per problem, each ``<file>: <key path>: <what is wrong>``.
+    """
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _parse_action(value: object) -> object:
+    if isinstance(value, str) and value in _ACTIONS:
+        return _ACTIONS[value]
+    raise ValueError(f"must be one of allow, approve, block, deny (got {value!r})")
+
+
+_ActionField = Annotated[Action, BeforeValidator(_parse_action)]
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a policy regex the one way both validation and evaluation use.
+
+    Case-insensitive because the text it searches is already case-folded, so an upper-case
+    letter in a pattern could otherwise never match.
+    """
+    return re.compile(pattern, re.IGNORECASE)
+
+
+#: One step of a parsed path: ``("key", name)``, ``("index", n)`` or ``("any", None)``.
+PathStep: TypeAlias = tuple[Literal["key", "index", "any"], str | int | None]
+
+_PATH_STEP = re.compile(
+    r"""\.(?P<name>[A-Za-z_][\w-]*)      # .name
+      | \.\*|\[\*\]                      # .* or [*]
+      | \[(?P<index>-?\d+)\]             # [3]
+      | \[(?P<q>['"])(?P<quoted>(?:(?!(?P=q)).)*)(?P=q)\]  # ['name'] or ["name"]
+    """,
+    re.VERBOSE,
+)
+
+
+def parse_path(path: str) -> tuple[PathStep, ...]:
+    """Parse the small JSONPath dialect of argument conditions.
+
+    Args:
+        path: ``$`` followed by any of ``.name``, ``['name']``, ``[n]``, ``[*]`` and ``.*``.
+
+    Returns:
+        The steps after ``$``; an empty tuple selects the whole arguments value.
+
+    Raises:
+        ValueError: The path is not in the dialect.
+    """
+    if not path.startswith("$"):
+        raise ValueError(f"a path must start with '$' (got {path!r})")
+    steps: list[PathStep] = []
+    pos = 1
+    while pos < len(path):
+        m = _PATH_STEP.match(path, pos)
+        if m is None:
+            raise ValueError(f"cannot parse path {path!r} at character {pos + 1} ({path[pos:]!r})")
+        if m["name"] is not None:
+            steps.append(("key", m["name"]))
+        elif m["index"] is not None:
+            steps.append(("index", int(m["index"])))
+        elif m["q"] is not None:
+            steps.append(("key", m["quoted"]))
+        else:
+            steps.append(("any", None))
+        pos = m.end()
+    return tuple(steps)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+
+
+class Condition(_Model):
+    """A test on the call's arguments: select values by ``key`` or ``path``, then test them.
+
+    The condition holds if ANY selected value passes the test (``exists: false`` holds when
+    nothing is selected). Strings are compared in :func:`~daemon.normalize.normalize` form.
+    """
+
+    key: str | None = None
+    """A key name, searched at any depth of the arguments (objects inside objects and lists)."""
+    path: str | None = None
+    """A small JSONPath: ``$``, ``.name``, ``['name']``, ``[n]``, ``[*]``, ``.*``."""
+    equals: JsonValue = None
+    """Any JSON value; holds if a selected value (or, for a list, one of its elements) equals it."""
+    contains: str | None = None
+    """A keyword; holds if a selected string, or a string element of a selected list, contains it."""
+    regex: str | None = None
+    """A regex searched (case-insensitively) in selected strings and numbers, and list elements."""
+    exists: bool | None = None
+    """``true``: holds if the key or path selects anything; ``false``: if it selects nothing."""
+
+    @field_validator("key", "path", "contains", "regex")
+    @classmethod
+    def _check(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.field_name in ("key", "contains") and not normalize(value):
+            raise ValueError("must not be empty")
+        if info.field_name == "path":
+            parse_path(value)
+        if info.field_name == "regex":
+            _check_regex(value)
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Condition:
+        selectors = [name for name in ("key", "path") if getattr(self, name) is not None]
+        if len(selectors) != 1:
+            raise ValueError(f"needs exactly one of key, path (got {_names(selectors)})")
+        # `equals` may legitimately be null, so presence is "was the key written", not "not None".
+        tests = [n for n in ("equals", "contains", "regex", "exists") if n in self.model_fields_set]
+        if len(tests) != 1:
+            raise ValueError(f"needs exactly one of equals, contains, regex, exists (got {_names(tests)})")
+        if tests[0] != "equals" and getattr(self, tests[0]) is None:
+            raise ValueError(f"{tests[0]} must not be null")
+        return self
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _check_regex(pattern: str) -> None:
+    try:
+        compile_regex(pattern)
+    except (re.error, OverflowError) as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+
+
+class AnnotationMatch(_Model):
+    """Values the tool's MCP annotations must have; unset hints are not tested."""
+
+    read_only_hint: bool | None = Field(None, alias="readOnlyHint")
+    """The tool says it does not modify its environment."""
+    destructive_hint: bool | None = Field(None, alias="destructiveHint")
+    """The tool says it may destroy or overwrite data (the spec's default for unannotated tools)."""
+    idempotent_hint: bool | None = Field(None, alias="idempotentHint")
+    """The tool says repeating a call with the same arguments has no further effect."""
+    open_world_hint: bool | None = Field(None, alias="openWorldHint")
+    """The tool says it reaches outside systems (the spec's default for unannotated tools)."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AnnotationMatch:
+        if not self.required():  # {"readOnlyHint": null} tests nothing either
+            raise ValueError(
+                "needs at least one of readOnlyHint, destructiveHint, idempotentHint, openWorldHint"
+            )
+        return self
+
+    def required(self) -> tuple[tuple[str, bool], ...]:
+        """The hints this match tests, as ``(spec name, wanted value)`` pairs."""
+        values = self.model_dump(by_alias=True, exclude_none=True)
+        return tuple((name, bool(value)) for name, value in values.items())
+
+
+class Rule(_Model):
+    """An ordered rule: when every part that is present matches, ``action`` decides the call."""
+
+    name: str | None = None
+    """A label for the console, the audit log and ``firewalld explain``."""
+    tool: str | None = None
+    """A glob on the whole normalized tool name (``*``, ``?``, ``[abc]``); no wildcard: exact."""
+    tool_regex: str | None = None
+    """A regex searched (case-insensitively) in the normalized tool name."""
+    args: list[Condition] | None = Field(None, min_length=1)
+    """Conditions on the arguments; all must hold."""
+    annotations: AnnotationMatch | None = None
+    """Values the tool's annotations must have (see ``trust_annotations``)."""
+    action: _ActionField
+    """``allow``, ``approve`` (``block`` is a synonym) or ``deny``."""
+
+    @field_validator("tool")
+    @classmethod
+    def _tool_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not normalize(value):
+            raise ValueError("must not be empty (use '*' to match every tool)")
+        return value
+
+    @field_validator("tool_regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_regex(value)
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_test(self) -> Rule:
+        if self.tool is not None and self.tool_regex is not None:
+            raise ValueError("tool and tool_regex cannot be used together")
+        if self.tool is None and self.tool_regex is None and self.args is None and self.annotations is None:
+            raise ValueError(
+                'needs at least one of tool, tool_regex, args, annotations (use "tool": "*" for every tool)'
+            )
+        return self
+
+
+class _Section(_Model):
+    allow_prefixes: list[str] = []
+    """Tool-name prefixes that are allowed; a server's list extends the global one."""
+    block_keywords: list[str] = []
+    """Keywords that send a tool for approval when its name contains one; a server's list extends
+    the global one."""
+    rules: list[Rule] = []
+    """Ordered rules, the server's tried before the global ones; the first that matches decides."""
+
+    @field_validator("allow_prefixes", "block_keywords")
+    @classmethod
+    def _no_empty_words(cls, words: list[str]) -> list[str]:
+        for word in words:
+            if not normalize(word):
+                # "" is a prefix and a substring of every name: one empty entry would allow, or
+                # send for approval, every call.
+                raise ValueError("entries must not be empty (an empty entry would match every tool)")
+        return words
+
+
+class ServerSection(_Section):
+    """Settings for one target server, selected with ``--name``."""
+
+    default_action: _ActionField | None = None
+    """The action when nothing else matched; absent: the global ``default_action``."""
+    otp_attempt_count: int | None = Field(None, ge=1)
+    """Wrong codes allowed before a pending action is locked; absent: the global value."""
+    trust_annotations: bool = False
+    """Believe this server's tool annotations; otherwise every tool counts as unannotated."""
+
+
+class GlobalSection(_Section):
+    """Settings for every server."""
+
+    default_action: _ActionField = "approve"
+    """The action when no rule, keyword or prefix matched."""
+    otp_attempt_count: int = Field(3, ge=1)
+    """Wrong codes allowed before a pending action is locked."""
+    otp_length: int = Field(6, ge=4, le=12)
+    """Digits in an approval code."""
+    otp_ttl_seconds: int = Field(300, ge=1, le=86400)
+    """Seconds an approval code stays valid."""
+
+
+class PolicyFile(_Model):
+    """The whole policy file."""
+
+    description: str | list[str] | None = None
+    """Free text (or a list of lines) documenting the file; JSON has no comments."""
+    global_: GlobalSection = Field(alias="global")
+    """Settings for every server."""
+    servers: dict[str, ServerSection] = {}
+    """Per-server sections, keyed by the name given to ``--name``."""
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A parsed JSON object that had the same key more than once (located after parsing)."""
+
+    duplicates: list[str]
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _DuplicateKeys(obj)
+    marked.duplicates = [key for key, n in Counter(key for key, _ in pairs).items() if n > 1]
+    return marked
+
+
+def _find_duplicates(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, _DuplicateKeys):
+        for key in value.duplicates:
+            yield (*loc, key)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _find_duplicates(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _find_duplicates(item, (*loc, index))
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+_KEYS = sorted(
+    {
+        f.alias or n
+        for m in (Condition, AnnotationMatch, Rule, ServerSection, GlobalSection, PolicyFile)
+        for n, f in m.model_fields.items()
+    }
+)
+
+
+_TYPE_NAMES = {"str", "int", "bool", "float", "dict", "list"}
+
+
+def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
+    """Turn one pydantic error into a key path and a plain-English message."""
+    # pydantic puts validator and union-member names ("function-after[...]", "list[str]") into
+    # locations; a user never wrote them.
+    loc = tuple(p for p in error["loc"] if isinstance(p, int) or not ("[" in p or p in _TYPE_NAMES))
+    kind, given = error["type"], error.get("input")
+    if kind == "value_error":
+        return loc, str(error["ctx"]["error"])
+    if kind == "extra_forbidden":
+        hint = difflib.get_close_matches(str(loc[-1]), _KEYS, n=1)
+        return loc, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    if kind == "missing":
+        return loc, "required key is missing"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return loc, f"{message} (got {given!r})"
+
+
+def load_config(path: str | os.PathLike[str] | None) -> PolicyFile:
+    """Read and validate a policy file.
+
+    Args:
+        path: The file to read; ``None`` reads the bundled ``daemon/default_config.json``.
+
+    Returns:
+        The validated policy file.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, not UTF-8, not JSON, has a duplicate key
+            in any object, or does not fit the schema. Every problem found is listed, each
+            naming the file and the key path (``servers.stripe.rules[2].args[0].regex``).
+    """
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    name = str(path) if path is not None else str(DEFAULT_CONFIG)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{name}: no such file"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not valid UTF-8 (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except ValueError as exc:
+        raise ConfigError([f"{name}: invalid JSON: {exc}"]) from None
+    # A duplicated key makes json keep the last value and silently drop the first (often a whole
+    # list of rules), so it is refused outright.
+    duplicates = [
+        f"{name}: {_format_loc(loc)}: duplicate key (the earlier value would be silently dropped)"
+        for loc in _find_duplicates(data)
+    ]
+    if duplicates:
+        raise ConfigError(duplicates)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}: the top level must be a JSON object (got {type(data).__name__})"])
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc, message = _describe(error)
+            problems.append(f"{name}: {_format_loc(loc)}: {message}")
+        raise ConfigError(list(dict.fromkeys(problems))) from None

@@ -1,0 +1,171 @@
+"""The one text form every policy match is made on.
+
+An agent that wants a dangerous call to slip past a keyword can spell the keyword in ways a
+human reads the same but a naive ``in`` does not: ``DELETE``, fullwidth ``ｄｅｌｅｔｅ``,
+``de<ZERO WIDTH SPACE>lete``, ``d<CYRILLIC SMALL LETTER IE>lete``, ``del<SOFT HYPHEN>ete``.
+:func:`normalize` maps all of those to ``delete``. The steps, in order:
+
+1. Unicode NFKC (fullwidth, ligatures, compatibility forms).
+2. Removal of invisible characters: every code point of general category ``Cf`` and the other
+   default-ignorable code points (Hangul fillers, variation selectors, tag characters...).
+3. ``str.casefold()``.
+4. A small confusables fold that maps common Cyrillic, Greek, Armenian and Latin look-alikes to
+   the ASCII letter they imitate.
+5. NFKC again, since steps 2 to 4 can leave sequences that NFKC would compose.
+
+Pure-ASCII text, by far the common case, only needs ``str.lower()``: NFKC leaves ASCII alone,
+ASCII holds no invisible or confusable characters, and ``casefold`` equals ``lower`` on it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+__all__ = ["json_equal", "normalize", "normalize_json", "normalize_name"]
+
+# Hard-coded rather than derived from ``unicodedata`` at import: scanning all 1.1 million code
+# points costs a noticeable fraction of a second of start-up. The test suite checks this class
+# against the running interpreter's Unicode database, so a newer Python that adds a Cf code point
+# fails a test instead of opening a hole. Ranges cover Unicode 15.1; unassigned code points
+# inside default-ignorable blocks are included on purpose, so future assignments stay invisible.
+_INVISIBLE = re.compile(
+    "["
+    "\u00ad"  # soft hyphen
+    "\u034f"  # combining grapheme joiner
+    "\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"  # Arabic/Syriac format characters
+    "\u115f\u1160"  # Hangul choseong/jungseong fillers
+    "\u17b4\u17b5"  # Khmer inherent vowels
+    "\u180b-\u180f"  # Mongolian free variation selectors and vowel separator
+    "\u200b-\u200f"  # zero-width space, (non-)joiner, direction marks
+    "\u202a-\u202e"  # bidirectional embeddings and overrides
+    "\u2060-\u206f"  # word joiner, invisible operators, bidi isolates, deprecated formats
+    "\u3164"  # Hangul filler
+    "\ufe00-\ufe0f"  # variation selectors
+    "\ufeff"  # zero-width no-break space (BOM)
+    "\uffa0"  # halfwidth Hangul filler
+    "\ufff0-\ufffb"  # unassigned ignorables and interlinear annotation characters
+    "\U000110bd\U000110cd"  # Kaithi number signs
+    "\U00013430-\U0001343f"  # Egyptian hieroglyph format controls
+    "\U0001bca0-\U0001bca3"  # shorthand format controls
+    "\U0001d173-\U0001d17a"  # musical symbol format controls
+    "\U000e0000-\U000e0fff"  # tag characters, variation selectors supplement, reserved
+    "]+"
+)
+
+# Look-alikes of Latin letters, keyed by the lower-case form because the fold runs after
+# casefold (capitals such as Cyrillic "Е" or Greek "Ρ" reach it already lower-cased). Each maps
+# to the ASCII letter a reader would take it for; a name written in Cyrillic or Greek is rarely
+# a tool name, and folding one more spelling into a keyword only ever asks a human more often.
+_CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a",
+        "в": "b",
+        "ԁ": "d",
+        "е": "e",
+        "һ": "h",
+        "н": "h",
+        "і": "i",
+        "ј": "j",
+        "к": "k",
+        "ӏ": "l",
+        "м": "m",
+        "о": "o",
+        "р": "p",
+        "ԛ": "q",
+        "ѕ": "s",
+        "т": "t",
+        "у": "y",
+        "ѵ": "v",
+        "ԝ": "w",
+        "х": "x",
+        "с": "c",
+        # Greek
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "μ": "m",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ω": "w",
+        "ϲ": "c",
+        "ϳ": "j",
+        # Armenian
+        "օ": "o",
+        "ս": "u",
+        "ց": "g",
+        # Latin look-alikes outside ASCII
+        "ı": "i",
+        "ɑ": "a",
+        "ɡ": "g",
+        "ɩ": "i",
+        "ʏ": "y",
+    }
+)
+
+
+def normalize(text: str) -> str:
+    """Return the form of ``text`` that policy patterns and values are compared in.
+
+    Args:
+        text: A tool name, argument value or configured pattern.
+
+    Returns:
+        ``text`` after NFKC, removal of invisible characters, case folding and the confusables
+        fold (see the module docstring). Idempotent: ``normalize(normalize(s)) == normalize(s)``.
+    """
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = text.casefold().translate(_CONFUSABLES)
+    return unicodedata.normalize("NFKC", text)
+
+
+#: :func:`normalize` with a cache, for tool names and argument keys: a session calls the same few
+#: tools again and again. Not for argument values, which can be megabytes and rarely repeat.
+normalize_name = lru_cache(maxsize=4096)(normalize)
+
+
+def normalize_json(value: object) -> object:
+    """``value`` with every string in it, object keys included, in :func:`normalize` form."""
+    if isinstance(value, str):
+        return normalize(value)
+    if isinstance(value, list):
+        return [normalize_json(v) for v in value]
+    if isinstance(value, dict):
+        return {normalize(k): normalize_json(v) for k, v in value.items() if isinstance(k, str)}
+    return value
+
+
+def json_equal(actual: object, expected: object) -> bool:
+    """Whether ``actual`` equals ``expected`` (already :func:`normalize_json`-ed) as JSON values.
+
+    Strings compare in :func:`normalize` form. Unlike Python's ``==``, ``true`` is not ``1`` and
+    ``1`` is not ``true``; ``1`` and ``1.0`` are equal, as JSON does not tell them apart.
+    """
+    if isinstance(expected, str):
+        return isinstance(actual, str) and (actual == expected or normalize(actual) == expected)
+    if isinstance(expected, bool) or expected is None:
+        return actual is expected
+    if isinstance(expected, int | float):
+        return isinstance(actual, int | float) and not isinstance(actual, bool) and actual == expected
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(map(json_equal, actual, expected))
+        )
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        folded = {normalize(k): v for k, v in actual.items() if isinstance(k, str)}
+        return folded.keys() == expected.keys() and all(json_equal(folded[k], v) for k, v in expected.items())
+    return False

@@ -1,0 +1,426 @@
+"""The policy engine: turns one tool call into a :class:`Verdict` (allow, approve or deny).
+
+Order of evaluation; the first step that matches decides:
+
+1. **Rules**, the selected server's first, then the global ones, each in file order. A rule
+   matches when every part it has matches: ``tool`` (glob on the whole normalized name) or
+   ``tool_regex``, every ``args`` condition, and ``annotations``.
+2. **Block keywords** (global list, then the server's): a keyword contained in the normalized
+   tool name means *approve*.
+3. **Allow prefixes** (global list, then the server's): a normalized name starting with one is
+   *allowed*.
+4. **default_action**: the server's if it sets one, else the global one.
+
+Deliberate difference from the seed, which tried allow prefixes first: a block keyword beats an
+allow prefix, so ``get_and_delete_all`` needs approval instead of running.
+
+Everything is matched in :func:`~daemon.normalize.normalize` form (NFKC, invisible characters
+removed, case folded, look-alike letters folded), so ``ＤＥＬＥＴＥ_user``, ``de<ZWSP>lete_user``
+and ``dеlete_user`` (Cyrillic ``е``) all hit the keyword ``delete``.
+
+Annotations are the hints a server gave for the tool in ``tools/list``. They are believed only
+with ``trust_annotations`` on the server section and only for a tool that was listed; otherwise
+the tool counts as unannotated and gets the MCP spec's defaults (``readOnlyHint`` false,
+``destructiveHint`` true, ``idempotentHint`` false, ``openWorldHint`` true), which is the
+cautious reading: a server that lies cannot talk its way past a rule.
+
+Speed: the configuration is compiled once, and what depends on the tool name alone (the rules
+that could match, and steps 2 to 4) is cached per name, so a call costs a lookup plus its rules'
+argument conditions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from daemon.config import (
+    Action,
+    Condition,
+    PathStep,
+    PolicyFile,
+    Rule,
+    compile_regex,
+    load_config,
+    parse_path,
+)
+from daemon.normalize import json_equal, normalize, normalize_json, normalize_name
+
+__all__ = ["Policy", "Verdict", "compile_policy", "load_policy"]
+
+#: What the MCP spec assumes about a tool that gave no annotations.
+SPEC_DEFAULT_HINTS: Mapping[str, bool] = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
+_PHRASE: dict[str, str] = {"allow": "is allowed", "approve": "needs approval", "deny": "is denied"}
+# Names and keys longer than this skip the caches: an agent could otherwise pin megabytes in them.
+_CACHEABLE = 512
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the policy says about one call.
+
+    Attributes:
+        action: ``allow``, ``approve`` or ``deny``.
+        rule: Which part of the policy decided, e.g. ``servers.stripe.rules[0] 'big refunds'``,
+            ``global.block_keywords 'delete'`` or ``servers.db.default_action``.
+        reason: One plain-English sentence for the agent and the console.
+    """
+
+    action: Action
+    rule: str
+    reason: str
+
+
+def _shown(tool: str) -> str:
+    # repr() makes invisible characters visible (a zero-width space shows as \u200b).
+    return repr(tool) if len(tool) <= 80 else repr(tool[:80]) + "..."
+
+
+def _decision(verdict: Verdict) -> str:
+    return f"decision: {verdict.action} by {verdict.rule}: {verdict.reason}"
+
+
+def _norm_key(text: str) -> str:
+    return normalize_name(text) if len(text) <= _CACHEABLE else normalize(text)
+
+
+class _Args:
+    """One call's arguments, with the key index and normalized strings built on first use."""
+
+    __slots__ = ("raw", "_index", "_texts")
+
+    def __init__(self, raw: object) -> None:
+        self.raw = raw
+        self._index: dict[str, list[object]] | None = None
+        self._texts: dict[str, str] = {}
+
+    def by_key(self, key: str) -> list[object]:
+        if self._index is None:
+            self._index = {}
+            # A non-object `arguments` has no keys; iterative so deep nesting cannot overflow.
+            stack: list[dict[str, object] | list[object]] = [self.raw] if isinstance(self.raw, dict) else []
+            while stack:
+                node = stack.pop()
+                pairs = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+                for k, value in pairs:
+                    if isinstance(k, str):  # list items have no key; msgpack maps may have int keys
+                        self._index.setdefault(_norm_key(k), []).append(value)
+                    if isinstance(value, dict | list):
+                        stack.append(value)
+        return self._index.get(key, [])
+
+    def by_path(self, steps: tuple[PathStep, ...]) -> list[object]:
+        current = [self.raw]
+        for kind, arg in steps:
+            selected: list[object] = []
+            for value in current:
+                if kind == "key" and isinstance(value, dict) and arg in value:
+                    selected.append(value[arg])
+                elif kind == "index" and isinstance(value, list) and isinstance(arg, int):
+                    if -len(value) <= arg < len(value):
+                        selected.append(value[arg])
+                elif kind == "any" and isinstance(value, dict | list):
+                    selected.extend(value.values() if isinstance(value, dict) else value)
+            current = selected
+        return current
+
+    def text(self, value: str) -> str:
+        """``normalize(value)``, once per distinct string per call."""
+        cached = self._texts.get(value)
+        if cached is None:
+            cached = self._texts[value] = normalize(value)
+        return cached
+
+
+def _flatten(values: list[object]) -> list[object]:
+    # `contains`, `regex` and scalar `equals` look inside a selected list, one level deep.
+    out: list[object] = []
+    for value in values:
+        if isinstance(value, list):
+            out.extend(value)
+        out.append(value)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Condition:
+    """A compiled :class:`~daemon.config.Condition`: one selector and exactly one test set."""
+
+    label: str
+    key: str | None
+    path: tuple[PathStep, ...] | None
+    has_equals: bool
+    equals: object
+    contains: str | None
+    regex: re.Pattern[str] | None
+    exists: bool | None
+
+    @classmethod
+    def compile(cls, cond: Condition, label: str) -> _Condition:
+        where = f"key {cond.key!r}" if cond.key is not None else f"path {cond.path!r}"
+        test = next(n for n in ("equals", "contains", "regex", "exists") if n in cond.model_fields_set)
+        return cls(
+            label=f"{label} ({where} {test} {getattr(cond, test)!r})",
+            key=normalize(cond.key) if cond.key is not None else None,
+            path=parse_path(cond.path) if cond.path is not None else None,
+            has_equals=test == "equals",
+            equals=normalize_json(cond.equals),
+            contains=normalize(cond.contains) if cond.contains is not None else None,
+            regex=compile_regex(cond.regex) if cond.regex is not None else None,
+            exists=cond.exists,
+        )
+
+    def holds(self, args: _Args) -> bool:
+        values = args.by_key(self.key) if self.key is not None else args.by_path(self.path or ())
+        if self.exists is not None:
+            return bool(values) is self.exists
+        if self.has_equals:
+            candidates = values if isinstance(self.equals, list) else _flatten(values)
+            return any(json_equal(v, self.equals) for v in candidates)
+        for value in _flatten(values):
+            if isinstance(value, str):
+                text = args.text(value)
+            elif self.regex is not None and isinstance(value, int | float) and not isinstance(value, bool):
+                text = repr(value)  # numbers are searched in their JSON text: "^\d{5,}" = 10000 and up
+            else:
+                continue
+            if self.contains is not None and self.contains in text:
+                return True
+            if self.regex is not None and self.regex.search(text):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    label: str
+    action: Action
+    tool: str  # how the tool part reads in explain(), "" when the rule has none
+    tool_test: Callable[[str], object] | None
+    conditions: tuple[_Condition, ...]
+    hints: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def compile(cls, rule: Rule, label: str) -> _Rule:
+        if rule.name:
+            label = f"{label} '{rule.name}'"
+        tool_test: Callable[[str], object] | None = None
+        tool = ""
+        if rule.tool is not None:
+            pattern = normalize(rule.tool)
+            tool = f"tool {rule.tool!r}"
+            has_wildcard = any(c in pattern for c in "*?[")
+            tool_test = re.compile(fnmatch.translate(pattern)).match if has_wildcard else pattern.__eq__
+        elif rule.tool_regex is not None:
+            tool = f"tool_regex {rule.tool_regex!r}"
+            tool_test = compile_regex(rule.tool_regex).search
+        conditions = tuple(_Condition.compile(c, f"args[{i}]") for i, c in enumerate(rule.args or ()))
+        hints = rule.annotations.required() if rule.annotations is not None else ()
+        return cls(label, rule.action, tool, tool_test, conditions, hints)
+
+    def failure(self, args: _Args, hints: Mapping[str, bool]) -> str | None:
+        """Why this rule does not match (its tool part already did), or ``None`` if it does."""
+        for name, wanted in self.hints:
+            if hints[name] is not wanted:
+                return (
+                    f"annotation {name} is {str(hints[name]).lower()}, the rule wants {str(wanted).lower()}"
+                )
+        for cond in self.conditions:
+            if not cond.holds(args):
+                return f"{cond.label} does not hold"
+        return None
+
+    def verdict(self, tool: str) -> Verdict:
+        by = "under" if self.action == "approve" else "by"
+        return Verdict(
+            self.action, self.label, f"Tool {_shown(tool)} {_PHRASE[self.action]} {by} rule {self.label}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _NameEntry:
+    """What depends on the tool name alone: the rules that could match, and steps 2 to 4."""
+
+    normalized: str
+    candidates: tuple[_Rule, ...]
+    fallback: Verdict
+    trace: tuple[str, ...]
+
+
+class Policy:
+    """A compiled policy for one server section (or the global section alone).
+
+    Attributes:
+        server_name: The ``--name`` this policy was compiled for, or ``None``.
+        otp_attempt_count: Wrong codes allowed before a pending action is locked.
+        otp_length: Digits in an approval code.
+        otp_ttl_seconds: Seconds an approval code stays valid.
+        trust_annotations: Whether the server's tool annotations are believed.
+        warnings: Problems worth telling the user that do not stop the policy from working.
+    """
+
+    def __init__(self, cfg: PolicyFile, server_name: str | None) -> None:
+        """Compile ``cfg`` for ``server_name``; prefer :func:`compile_policy`."""
+        g = cfg.global_
+        server = cfg.servers.get(server_name) if server_name is not None else None
+        self.server_name = server_name
+        self.warnings: tuple[str, ...] = ()
+        if server_name is not None and server is None:
+            self.warnings = (
+                f"server {server_name!r} is not in the policy's servers section; only global rules apply",
+            )
+        where = f"servers.{server_name}"
+        sections = [(where, server), ("global", g)] if server is not None else [("global", g)]
+        self._rules = tuple(
+            _Rule.compile(rule, f"{label}.rules[{i}]")
+            for label, section in sections
+            for i, rule in enumerate(section.rules)
+        )
+        self._keywords: dict[str, str] = {}  # normalized word -> section that listed it first
+        self._prefixes: dict[str, str] = {}
+        for label, section in reversed(sections):  # global first, like the seed's merge
+            for word in section.block_keywords:
+                self._keywords.setdefault(normalize(word), label)
+            for word in section.allow_prefixes:
+                self._prefixes.setdefault(normalize(word), label)
+        if server is not None and server.default_action is not None:
+            self._default: tuple[Action, str] = (server.default_action, f"{where}.default_action")
+        else:
+            self._default = (g.default_action, "global.default_action")
+        self.otp_attempt_count = (
+            server.otp_attempt_count if server and server.otp_attempt_count else g.otp_attempt_count
+        )
+        self.otp_length = g.otp_length
+        self.otp_ttl_seconds = g.otp_ttl_seconds
+        self.trust_annotations = server.trust_annotations if server is not None else False
+        self._names: dict[str, _NameEntry] = {}
+
+    def decide(
+        self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
+    ) -> Verdict:
+        """Judge one call.
+
+        Args:
+            tool: The tool name exactly as the agent sent it.
+            arguments: The call's ``arguments`` (normally an object; anything else has no keys).
+            annotations: The tool's annotations from ``tools/list``, or ``None`` if it was never
+                listed.
+
+        Returns:
+            The verdict of the first step that matched (see the module docstring).
+        """
+        entry = self._entry(tool)
+        if entry.candidates and entry.normalized:
+            args, hints = _Args(arguments), self._hints(annotations)
+            for rule in entry.candidates:
+                if rule.failure(args, hints) is None:
+                    return rule.verdict(tool)
+        return entry.fallback
+
+    def explain(
+        self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
+    ) -> list[str]:
+        """Every step :meth:`decide` tries for this call, in order, ending with the decision.
+
+        For a dry-run command; takes the same arguments as :meth:`decide` and reaches the same
+        verdict.
+        """
+        entry = self._entry(tool)
+        lines = [f"tool name {_shown(tool)} is matched as {_shown(entry.normalized)}"]
+        if not entry.normalized:
+            return [*lines, _decision(entry.fallback)]
+        hints = self._hints(annotations)
+        if not self.trust_annotations:
+            source = "MCP defaults: trust_annotations is off"
+        else:
+            source = (
+                "from the server" if annotations is not None else "MCP defaults: the tool was never listed"
+            )
+        shown_hints = ", ".join(f"{k}={str(v).lower()}" for k, v in hints.items())
+        lines.append(f"annotations ({source}): {shown_hints}")
+        args = _Args(arguments)
+        for rule in self._rules:
+            if rule.tool_test is not None and not rule.tool_test(entry.normalized):
+                lines.append(f"{rule.label}: {rule.tool} does not match")
+                continue
+            failure = rule.failure(args, hints)
+            if failure is None:
+                return [*lines, f"{rule.label}: matches", _decision(rule.verdict(tool))]
+            lines.append(f"{rule.label}: {failure}")
+        return [*lines, *entry.trace, _decision(entry.fallback)]
+
+    def _hints(self, annotations: Mapping[str, object] | None) -> Mapping[str, bool]:
+        if not self.trust_annotations or annotations is None:
+            return SPEC_DEFAULT_HINTS
+        # A hint that is missing or not a boolean counts as absent, so it takes the default.
+        return {
+            name: value if isinstance(value := annotations.get(name), bool) else default
+            for name, default in SPEC_DEFAULT_HINTS.items()
+        }
+
+    def _entry(self, tool: str) -> _NameEntry:
+        entry = self._names.get(tool)
+        if entry is None:
+            entry = self._compile_name(tool)
+            if len(tool) <= _CACHEABLE:
+                if len(self._names) >= _CACHE_SIZE:
+                    self._names.clear()  # crude, but an agent cycling names only costs itself speed
+                self._names[tool] = entry
+        return entry
+
+    def _compile_name(self, tool: str) -> _NameEntry:
+        name = _norm_key(tool)
+        if not name:
+            why = " once invisible characters are removed" if tool else ""
+            reason = f"Tool {_shown(tool)} has an empty name{why}, so it is denied."
+            return _NameEntry(name, (), Verdict("deny", "tool name", reason), ())
+        candidates = tuple(r for r in self._rules if r.tool_test is None or r.tool_test(name))
+        return _NameEntry(name, candidates, *self._by_name(tool, name))
+
+    def _by_name(self, tool: str, name: str) -> tuple[Verdict, tuple[str, ...]]:
+        """Steps 2 to 4, which look at the tool name alone, with their trace for explain()."""
+        shown = _shown(tool)
+        keyword = next((w for w in self._keywords if w in name), None)
+        if keyword is not None:
+            rule = f"{self._keywords[keyword]}.block_keywords {keyword!r}"
+            why = f"needs approval because its name contains the blocked keyword {keyword!r}"
+            return Verdict("approve", rule, f"Tool {shown} {why}."), (f"{rule}: in the name",)
+        trace: tuple[str, ...] = (f"block_keywords: none of {list(self._keywords)} is in the name",)
+        prefix = next((p for p in self._prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            rule = f"{self._prefixes[prefix]}.allow_prefixes {prefix!r}"
+            why = f"is allowed because its name starts with the allowed prefix {prefix!r}"
+            return Verdict("allow", rule, f"Tool {shown} {why}."), (*trace, f"{rule}: starts the name")
+        trace += (f"allow_prefixes: the name starts with none of {list(self._prefixes)}",)
+        action, rule = self._default
+        why = "matched no rule, blocked keyword or allowed prefix, so the default applies: it"
+        why = f"{why} {_PHRASE[action]}"
+        return Verdict(action, rule, f"Tool {shown} {why}."), (*trace, f"{rule}: {action}")
+
+
+def compile_policy(cfg: PolicyFile, server_name: str | None) -> Policy:
+    """Compile a validated policy file for one server.
+
+    Args:
+        cfg: The policy file, from :func:`~daemon.config.load_config`.
+        server_name: The server section to apply on top of the global one; ``None`` or a name not
+            in ``servers`` applies the global section alone (the latter with a warning).
+    """
+    return Policy(cfg, server_name)
+
+
+def load_policy(path: str | None, server_name: str | None) -> Policy:
+    """Load the policy file at ``path`` (``None``: the bundled default) and compile it.
+
+    Raises:
+        ConfigError: The file cannot be used (see :func:`~daemon.config.load_config`).
+    """
+    return compile_policy(load_config(path), server_name)
