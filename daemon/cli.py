@@ -1,0 +1,224 @@
+"""``firewalld``: run the daemon, or ask the policy what it would do with a call."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+
+from pydantic import ValidationError
+
+from daemon import protocol as p
+from daemon.settings import DaemonSettings
+
+log = logging.getLogger("firewalld")
+
+DESCRIPTION = """\
+The MCP Action Firewall daemon: one per user. It owns the policy, the actions waiting for
+approval and their one-time codes, and the audit log, for every mcp-action-firewall shim.
+The shim starts it on demand; run it yourself (or from systemd/launchd) to keep it up.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firewalld", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version="firewalld 0.4.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon in the foreground (the default)")
+    _add_run_options(run)
+    explain = sub.add_parser(
+        "explain", help="dry run: show which rule decides a tool call, without running anything"
+    )
+    explain.add_argument("tool", help="the tool name, as the agent would call it")
+    explain.add_argument(
+        "arguments", nargs="?", default="{}", help="the call's arguments as JSON (default {})"
+    )
+    explain.add_argument(
+        "--config", metavar="FILE", help="policy file (default ./firewall_config.json, else bundled)"
+    )
+    explain.add_argument("--name", help="the server section to apply (servers.NAME)")
+    check = sub.add_parser("check-config", help="validate a policy file and exit")
+    check.add_argument("config", metavar="FILE")
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", metavar="PATH", help="socket path (default: derived from HOME)")
+    parser.add_argument("--state-dir", metavar="DIR", help="database, key, lock and log directory")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="log to the state directory, and exit quietly if a daemon already runs (used by the shim)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``firewalld``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")  # `firewalld [options]` means `firewalld run [options]`
+    args = _parser().parse_args(argv)
+    if args.command == "explain":
+        return _explain(args.config, args.name, args.tool, args.arguments)
+    if args.command == "check-config":
+        return _explain(args.config, None, None, None)
+    overrides = {k: v for k, v in (("socket_path", args.socket), ("state_dir", args.state_dir)) if v}
+    if args.verbose:
+        overrides["log_level"] = "DEBUG" if args.verbose > 1 else "INFO"
+    try:
+        settings = DaemonSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"firewalld: setting {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        return 2
+    return run_daemon(settings, detach=args.detach)
+
+
+def _explain(config: str | None, name: str | None, tool: str | None, arguments: str | None) -> int:
+    from daemon.config import ConfigError
+    from daemon.policy import load_policy
+
+    if config is None and os.path.isfile("firewall_config.json"):
+        config = "firewall_config.json"
+    try:
+        policy = load_policy(config, name)
+    except ConfigError as exc:
+        print(f"firewalld: {exc}", file=sys.stderr)
+        return 1
+    if tool is None:
+        print(f"{config}: OK")
+        for warning in policy.warnings:
+            print(f"warning: {warning}")
+        return 0
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError as exc:
+        print(f"firewalld: the arguments are not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy: {config or '(bundled defaults)'}" + (f", server section {name!r}" if name else ""))
+    for warning in policy.warnings:
+        print(f"warning: {warning}")
+    for line in policy.explain(tool, args):
+        print(line)
+    return 0
+
+
+def _setup_logging(settings: DaemonSettings, detach: bool) -> None:
+    handler: logging.Handler
+    if detach:
+        handler = logging.FileHandler(settings.log_path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s firewalld[%(process)d] %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+
+
+def _take_lock(path: str) -> int | None:
+    """The single-instance lock: a held flock, not a pid file (a crash releases it)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _owner_of(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed us (``LISTEN_FDS``), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return socket.socket(fileno=3)
+
+
+def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
+    """Run firewalld until SIGTERM or SIGINT; returns the exit status."""
+    os.umask(0o077)  # the database, key, log and socket are the user's alone
+    try:
+        p.ensure_private_dir(settings.state_dir)
+        p.ensure_private_dir(os.path.dirname(settings.socket_path))
+    except PermissionError as exc:
+        print(f"firewalld: {exc}", file=sys.stderr)
+        return 1
+    _setup_logging(settings, detach)
+    lock = _take_lock(settings.lock_path)
+    if lock is None:
+        if detach:
+            return 0
+        print(
+            f"firewalld: already running for {settings.socket_path} (pid {_owner_of(settings.lock_path)})",
+            file=sys.stderr,
+        )
+        return 1
+    import anyio
+
+    from daemon.codes import CodeBook
+    from daemon.pending import PendingActions
+    from daemon.server import Firewalld
+    from daemon.store import Store
+
+    store = Store(settings.db_path)
+    pending = PendingActions(
+        store,
+        CodeBook.from_file(settings.key_path),
+        max_failures_per_minute=settings.max_failed_codes_per_minute,
+    )
+    app = Firewalld(settings, store, pending)
+    activated = _activated_socket()
+
+    async def serve() -> None:
+        from anyio.abc import SocketListener
+
+        if activated is not None:
+            listener = await SocketListener.from_socket(activated)
+        else:
+            # We hold the lock, so a socket file left here is stale: no live daemon owns it.
+            listener = await anyio.create_unix_listener(settings.socket_path, mode=0o600)
+        async with anyio.create_task_group() as tg:
+            await tg.start(app.serve, listener)
+            log.info("listening on %s (pid %d)", settings.socket_path, os.getpid())
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("stopping on signal %d", signum)
+                    tg.cancel_scope.cancel()
+                    break
+
+    try:
+        anyio.run(serve)
+    except OSError as exc:
+        print(f"firewalld: cannot listen on {settings.socket_path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+        if activated is None:
+            try:
+                os.unlink(settings.socket_path)
+            except OSError:
+                pass
+        os.close(lock)
+    return 0

@@ -1,0 +1,139 @@
+"""Sessions: one per shim, i.e. one per MCP server per chat.
+
+A session has an id (shown in the console) and a secret token that only its shim knows: after a
+daemon restart or a dropped connection, the shim presents the token to take its session, and the
+actions pending in it, back. Nobody else can ask about or confirm in that session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon import protocol as p
+from daemon.store import Store
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(slots=True)
+class Session:
+    """What the daemon knows of one shim."""
+
+    session_id: str
+    server: str | None
+    config_path: str | None
+    target: list[str]
+    cwd: str
+    pid: int
+    client: str = ""
+    created: float = field(default_factory=time.time)
+    connected: bool = True
+    allowed: int = 0
+    paused: int = 0
+    denied: int = 0
+    prompts: deque[float] = field(default_factory=deque)
+    #: Annotations of the tools the server listed, by exact name (a tool never listed has none).
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        """Plain values for a console."""
+        return {
+            "session_id": self.session_id,
+            "server": self.server,
+            "client": self.client,
+            "target": self.target,
+            "cwd": self.cwd,
+            "pid": self.pid,
+            "connected": self.connected,
+            "created": self.created,
+            "allowed": self.allowed,
+            "paused": self.paused,
+            "denied": self.denied,
+        }
+
+    def prompt_allowed(self, per_minute: int, now: float) -> bool:
+        """Count a new approval prompt; False if the session is over its per-minute budget."""
+        while self.prompts and self.prompts[0] < now - 60:
+            self.prompts.popleft()
+        if len(self.prompts) >= per_minute:
+            return False
+        self.prompts.append(now)
+        return True
+
+
+class Sessions:
+    """Every session the daemon has served since it started (and those it resumed)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._by_id: dict[str, Session] = {}
+
+    def open(self, hello: p.Hello) -> tuple[Session, str]:
+        """A session for this hello: the resumed one if its token is valid, else a new one."""
+        if hello.resume:
+            row = self._store.find_session(_token_hash(hello.resume))
+            if row is not None:
+                session = self._by_id.get(row["session_id"])
+                if session is None:
+                    session = Session(
+                        session_id=row["session_id"],
+                        server=row["server"],
+                        config_path=row["config_path"],
+                        target=list(hello.target or []),
+                        cwd=row["cwd"],
+                        pid=hello.pid,
+                        client=row["client"] or "",
+                        created=row["created"],
+                    )
+                    self._by_id[session.session_id] = session
+                session.connected = True
+                session.pid = hello.pid
+                return session, hello.resume
+        token = secrets.token_urlsafe(24)
+        session = Session(
+            session_id="S-" + secrets.token_hex(4).upper(),
+            server=hello.server_name,
+            config_path=hello.config_path,
+            target=list(hello.target or []),
+            cwd=hello.cwd,
+            pid=hello.pid,
+        )
+        self._store.insert_session(
+            session.session_id,
+            _token_hash(token),
+            session.server,
+            session.config_path,
+            session.target,
+            session.cwd,
+            session.pid,
+        )
+        self._by_id[session.session_id] = session
+        return session, token
+
+    def close(self, session: Session) -> None:
+        """The shim's connection ended."""
+        session.connected = False
+        self._store.close_session(session.session_id)
+
+    def set_client(self, session: Session, info: p.ClientInfo) -> None:
+        """Record the MCP client's name and version."""
+        session.client = f"{info.name} {info.version}".strip()
+        if info.protocol_version:
+            session.client += f" (MCP {info.protocol_version})"
+        self._store.set_session_client(session.session_id, session.client)
+
+    def views(self) -> list[dict[str, Any]]:
+        """Connected sessions first, newest first."""
+        ordered = sorted(self._by_id.values(), key=lambda s: (not s.connected, -s.created))
+        return [s.view() for s in ordered]
+
+    def get(self, session_id: str) -> Session | None:
+        """A session by id."""
+        return self._by_id.get(session_id)

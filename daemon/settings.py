@@ -1,0 +1,64 @@
+"""firewalld's own settings (not the policy): where it lives and how much it accepts.
+
+Built once in ``main()`` from defaults, ``FIREWALLD_*`` environment variables and the command line,
+then passed down. A misspelt variable or flag value fails loudly (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from daemon import protocol as p
+
+
+class DaemonSettings(BaseSettings):
+    """Settings of one firewalld instance."""
+
+    model_config = SettingsConfigDict(env_prefix="FIREWALLD_", extra="forbid", frozen=True)
+
+    state_dir: str = Field(default_factory=p.default_state_dir)
+    """Directory (made 0700) for the database, the code key, the lock and the log."""
+
+    socket_path: str = Field(default_factory=p.default_socket_path)
+    """The Unix socket that shims and consoles connect to."""
+
+    log_level: str = "INFO"
+    """Logging level: DEBUG, INFO, WARNING or ERROR."""
+
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections served at once; more are refused with a clear error."""
+
+    max_pending_per_session: int = Field(default=20, ge=1)
+    """Actions one session may have waiting for approval at once."""
+
+    max_prompts_per_minute: int = Field(default=12, ge=1)
+    """New approval prompts one session may raise per minute; more are refused as a flood."""
+
+    max_failed_codes_per_minute: int = Field(default=5, ge=1)
+    """Wrong codes one session may try per minute before code checks pause for that session."""
+
+    audit_max_age_days: float = Field(default=90.0, gt=0)
+    """Audit rows older than this are deleted (checked hourly)."""
+
+    @property
+    def db_path(self) -> str:
+        """The SQLite file."""
+        return os.path.join(self.state_dir, "firewall.db")
+
+    @property
+    def key_path(self) -> str:
+        """The secret that seals and checks codes."""
+        return os.path.join(self.state_dir, "codes.key")
+
+    @property
+    def log_path(self) -> str:
+        """Where a detached daemon logs."""
+        return os.path.join(self.state_dir, "firewalld.log")
+
+    @property
+    def lock_path(self) -> str:
+        """The single-instance lock, next to the socket it guards."""
+        return self.socket_path + ".lock"

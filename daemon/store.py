@@ -1,0 +1,243 @@
+"""The daemon's SQLite file: audit log, pending actions and sessions, in WAL mode.
+
+One connection, used only from the daemon's event-loop thread. Every write that must precede a
+forwarded call is committed before the daemon answers the shim (``synchronous=NORMAL`` in WAL
+survives a crash of the process; a power cut can lose the last transactions, not corrupt the file).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,          -- decision | paused | confirm_ok | confirm_failed | denied | expired
+                                  -- | locked | withdrawn | outcome | session_open | session_close | policy
+    session_id TEXT,
+    server TEXT,
+    tool TEXT,
+    action_id TEXT,
+    decision TEXT,
+    rule TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE TABLE IF NOT EXISTS pending (
+    action_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    server TEXT,
+    tool TEXT NOT NULL,
+    params BLOB NOT NULL,        -- the frozen tools/call params (canonical JSON)
+    code_mac BLOB NOT NULL,
+    code_sealed BLOB NOT NULL,
+    rule TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL,
+    deadline REAL NOT NULL,
+    attempts_left INTEGER NOT NULL,
+    status TEXT NOT NULL,        -- pending | approved | denied | expired | locked | withdrawn
+    closed_at REAL
+);
+CREATE INDEX IF NOT EXISTS pending_session ON pending (session_id, status);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL,
+    server TEXT,
+    config_path TEXT,
+    target TEXT,
+    cwd TEXT,
+    pid INTEGER,
+    client TEXT,
+    created REAL NOT NULL,
+    closed REAL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """One pending (or recently closed) action as stored."""
+
+    action_id: str
+    session_id: str
+    server: str | None
+    tool: str
+    params: bytes
+    code_mac: bytes
+    code_sealed: bytes
+    rule: str
+    reason: str
+    created: float
+    deadline: float
+    attempts_left: int
+    status: str
+    closed_at: float | None
+
+
+class Store:
+    """Typed access to the database file."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Checkpoint and close."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.close()
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        event: str,
+        *,
+        session_id: str | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        action_id: str | None = None,
+        decision: str | None = None,
+        rule: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Append one audit row (committed at once: autocommit mode)."""
+        self.db.execute(
+            "INSERT INTO audit (ts, event, session_id, server, tool, action_id, decision, rule, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), event, session_id, server, tool, action_id, decision, rule, detail),
+        )
+
+    def query_audit(
+        self, limit: int, session_id: str | None, server: str | None, tool: str | None
+    ) -> list[dict[str, Any]]:
+        """Newest audit rows first, optionally filtered."""
+        where, args = [], []
+        for column, value in (("session_id", session_id), ("server", server), ("tool", tool)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT id, ts, event, session_id, server, tool, action_id, decision, rule, detail FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        cur = self.db.execute(sql, (*args, max(1, min(limit, 10_000))))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def prune_audit(self, older_than: float) -> int:
+        """Delete audit rows older than the timestamp; returns how many."""
+        return self.db.execute("DELETE FROM audit WHERE ts < ?", (older_than,)).rowcount
+
+    # -- pending actions ---------------------------------------------------------------------
+
+    def insert_pending(self, row: PendingRow) -> None:
+        """Store a new pending action."""
+        self.db.execute(
+            "INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.action_id,
+                row.session_id,
+                row.server,
+                row.tool,
+                row.params,
+                row.code_mac,
+                row.code_sealed,
+                row.rule,
+                row.reason,
+                row.created,
+                row.deadline,
+                row.attempts_left,
+                row.status,
+                row.closed_at,
+            ),
+        )
+
+    def pending_of_session(self, session_id: str, since: float) -> list[PendingRow]:
+        """The session's open actions and those closed after ``since`` (to explain a stale code)."""
+        cur = self.db.execute(
+            "SELECT * FROM pending WHERE session_id = ? AND (status = 'pending' OR closed_at >= ?)",
+            (session_id, since),
+        )
+        return [PendingRow(*row) for row in cur.fetchall()]
+
+    def open_pending(self) -> list[PendingRow]:
+        """Every open action, newest first."""
+        cur = self.db.execute("SELECT * FROM pending WHERE status = 'pending' ORDER BY created DESC")
+        return [PendingRow(*row) for row in cur.fetchall()]
+
+    def get_pending(self, action_id: str) -> PendingRow | None:
+        """One action by id."""
+        row = self.db.execute("SELECT * FROM pending WHERE action_id = ?", (action_id,)).fetchone()
+        return PendingRow(*row) if row else None
+
+    def close_pending(self, action_id: str, status: str) -> bool:
+        """Close an open action; False if it was not open any more (so two closers cannot both win)."""
+        cur = self.db.execute(
+            "UPDATE pending SET status = ?, closed_at = ? WHERE action_id = ? AND status = 'pending'",
+            (status, time.time(), action_id),
+        )
+        return cur.rowcount == 1
+
+    def set_attempts(self, action_id: str, attempts_left: int) -> None:
+        """Record a failed attempt against an open action."""
+        self.db.execute(
+            "UPDATE pending SET attempts_left = ? WHERE action_id = ?", (attempts_left, action_id)
+        )
+
+    def due_for_expiry(self, now: float) -> list[PendingRow]:
+        """Open actions whose deadline has passed."""
+        cur = self.db.execute("SELECT * FROM pending WHERE status = 'pending' AND deadline <= ?", (now,))
+        return [PendingRow(*row) for row in cur.fetchall()]
+
+    def prune_pending(self, older_than: float) -> None:
+        """Forget closed actions long gone (their trace stays in the audit log)."""
+        self.db.execute("DELETE FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,))
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def insert_session(
+        self,
+        session_id: str,
+        token_hash: bytes,
+        server: str | None,
+        config_path: str | None,
+        target: list[str] | None,
+        cwd: str,
+        pid: int,
+    ) -> None:
+        """Remember a new session (so it can be resumed after a daemon restart)."""
+        self.db.execute(
+            "INSERT INTO sessions (session_id, token_hash, server, config_path, target, cwd, pid, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (session_id, token_hash, server, config_path, json.dumps(target or []), cwd, pid, time.time()),
+        )
+
+    def find_session(self, token_hash: bytes) -> sqlite3.Row | None:
+        """The session that a resume token belongs to, if any."""
+        self.db.row_factory = sqlite3.Row
+        try:
+            row: sqlite3.Row | None = self.db.execute(
+                "SELECT * FROM sessions WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        finally:
+            self.db.row_factory = None
+        return row
+
+    def set_session_client(self, session_id: str, client: str) -> None:
+        """Record who the MCP client is."""
+        self.db.execute("UPDATE sessions SET client = ? WHERE session_id = ?", (client, session_id))
+
+    def close_session(self, session_id: str) -> None:
+        """Mark a session closed (its shim went away)."""
+        self.db.execute("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
