@@ -1,0 +1,7 @@
+"""``python -m console``: the same as the ``firewall-console`` command."""
+
+import sys
+
+from console.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""``firewall-console``: the approval console, and its scriptable subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from console.client import ConsoleClient, ConsoleError
+
+DESCRIPTION = """\
+See what the MCP Action Firewall has paused, with the exact arguments and the approval code.
+To approve an action, type its code into the chat with the agent; to refuse it, deny it here.
+Without a command, opens the interactive console.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firewall-console", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--socket", metavar="PATH", help="firewalld's socket (default: derived from HOME)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    pending = sub.add_parser("pending", help="list sessions and pending actions with their codes")
+    pending.add_argument("--json", action="store_true", help="machine-readable output")
+    deny = sub.add_parser("deny", help="deny a pending action (the agent's confirm will then fail)")
+    deny.add_argument("action_id", metavar="ID", nargs="+", help="action id(s), e.g. A-1F2E3D4C")
+    log = sub.add_parser("log", help="show the audit log, newest first")
+    log.add_argument("--json", action="store_true", help="machine-readable output")
+    log.add_argument("--limit", type=int, default=50, metavar="N", help="how many rows (default 50)")
+    log.add_argument("--session", help="only this session id")
+    log.add_argument("--server", help="only this server name")
+    log.add_argument("--tool", help="only this tool")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``firewall-console``."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        from console.app import run_app
+
+        return run_app(args.socket)
+    try:
+        with ConsoleClient(args.socket) as client:
+            if args.command == "pending":
+                snapshot = client.pending()
+                _print_pending(snapshot.sessions, snapshot.actions, as_json=args.json)
+            elif args.command == "deny":
+                for action_id in args.action_id:
+                    print(client.deny(action_id))
+            elif args.command == "log":
+                if args.limit < 1:
+                    raise ConsoleError("--limit must be at least 1")
+                rows = client.log(args.limit, args.session, args.server, args.tool)
+                _print_log(rows, as_json=args.json)
+    except ConsoleError as exc:
+        print(f"firewall-console: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `firewall-console log | head`
+        return 0
+    return 0
+
+
+def _print_pending(sessions: list[dict[str, Any]], actions: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        for action in actions:
+            action["arguments"] = json.loads(action.pop("arguments_json"))
+        json.dump({"sessions": sessions, "actions": actions}, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return
+    live = [s for s in sessions if s["connected"]]
+    print(f"{len(live)} connected session(s), {len(actions)} action(s) waiting for approval")
+    for s in live:
+        print(
+            f"  {s['session_id']}  {s['server'] or '-':12} {s['client'] or '(unknown client)'}  "
+            f"{' '.join(s['target'])}"
+        )
+    now = time.time()
+    for a in actions:
+        left = max(0, int(a["deadline"] - now))
+        print()
+        print(f"{a['action_id']}  {a['tool']}  (server {a['server'] or '-'}, session {a['session_id']})")
+        print(
+            f"  code:      {a['code']}    expires in {left // 60}m{left % 60:02d}s, "
+            f"{a['attempts_left']} attempt(s) left"
+        )
+        print(f"  rule:      {a['rule']}")
+        print(f"  arguments: {a['arguments_json']}")
+
+
+def _print_log(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return
+    for r in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
+        what = " ".join(str(x) for x in (r["tool"], r["action_id"], r["decision"], r["rule"]) if x)
+        print(f"{stamp}  {r['event']:14} {r['session_id'] or '-':10} {r['server'] or '-':10} {what}")

@@ -1,0 +1,147 @@
+"""A blocking console connection to firewalld (for the scriptable commands and the TUI's workers).
+
+Exceptions::
+
+    ConsoleError          anything that stops a request (printed as one line, never a traceback)
+    └── DaemonUnreachable  no daemon answers on the socket
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from daemon import protocol as p
+
+M = TypeVar("M", bound=p.Message)
+
+
+class ConsoleError(Exception):
+    """A console request failed; the message says why in plain words."""
+
+
+class DaemonUnreachable(ConsoleError):
+    """Raised when nothing answers on the daemon's socket."""
+
+
+class ConsoleClient:
+    """One console session with the daemon."""
+
+    def __init__(self, socket_path: str | None = None, timeout: float = 5.0) -> None:
+        self.socket_path = socket_path or p.default_socket_path()
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+        self._decoder = p.FrameDecoder()
+        self._queue: list[p.Message] = []
+        self._rid = 0
+
+    def connect(self) -> None:
+        """Connect and say hello as a console.
+
+        Raises:
+            DaemonUnreachable: no daemon runs on the socket.
+            ConsoleError: the daemon refused the console.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(
+                f"firewalld is not running (no answer on {self.socket_path}: {exc.strerror or exc}). "
+                "Start it with `firewalld`, or use any MCP server through mcp-action-firewall."
+            ) from None
+        self._sock = sock
+        self._send(p.Hello(role=p.ROLE_CONSOLE))
+        welcome = self._receive()
+        if not isinstance(welcome, p.Welcome):
+            raise ConsoleError(f"firewalld refused the console: {getattr(welcome, 'message', welcome)}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ConsoleClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, message: p.Message) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.sendall(p.encode(message))
+        except OSError as exc:
+            raise ConsoleError(f"lost the connection to firewalld: {exc}") from None
+
+    def _receive(self, timeout: float | None = None) -> p.Message:
+        assert self._sock is not None
+        while not self._queue:
+            self._sock.settimeout(self._timeout if timeout is None else timeout)
+            try:
+                data = self._sock.recv(1 << 20)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise ConsoleError(f"lost the connection to firewalld: {exc}") from None
+            if not data:
+                raise ConsoleError("firewalld closed the connection")
+            try:
+                self._queue.extend(self._decoder.feed(data))
+            except p.ProtocolError as exc:
+                raise ConsoleError(f"firewalld sent something unreadable: {exc}") from None
+        return self._queue.pop(0)
+
+    def _call(self, make: Callable[[int], p.Message], expect: type[M]) -> M:
+        self._rid += 1
+        rid = self._rid
+        self._send(make(rid))
+        while True:
+            try:
+                reply = self._receive()
+            except TimeoutError:
+                raise ConsoleError("firewalld did not answer in time") from None
+            if getattr(reply, "rid", None) != rid:
+                continue  # an event pushed meanwhile
+            if isinstance(reply, p.Error):
+                raise ConsoleError(reply.message)
+            if not isinstance(reply, expect):
+                raise ConsoleError(f"unexpected answer {reply.TAG}")
+            return reply
+
+    def pending(self) -> p.PendingList:
+        """Sessions and pending actions, codes included."""
+        return self._call(p.ListPending, p.PendingList)
+
+    def deny(self, action_id: str) -> str:
+        """Deny a pending action; returns the daemon's confirmation."""
+        return self._call(lambda rid: p.DenyAction(rid, action_id), p.Ack).message
+
+    def log(
+        self,
+        limit: int = 50,
+        session_id: str | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+    ) -> list[dict[str, object]]:
+        """Newest audit rows first."""
+        return self._call(lambda rid: p.QueryLog(rid, limit, session_id, server, tool), p.LogRows).rows
+
+    def subscribe(self) -> None:
+        """Ask for :class:`daemon.protocol.Event` pushes."""
+        self._call(p.Subscribe, p.Ack)
+
+    def events(self, timeout: float) -> Iterator[p.Event]:
+        """Events pushed within ``timeout`` seconds (after :meth:`subscribe`)."""
+        try:
+            while True:
+                message = self._receive(timeout)
+                if isinstance(message, p.Event):
+                    yield message
+        except TimeoutError:
+            return
