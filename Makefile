@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 NODE_DIR := tests/node
+SOURCES  := $(wildcard daemon shim console tests bench)
 
 .PHONY: demo test lint node clean
 
@@ -24,8 +25,8 @@ demo: $(VENV)/.installed
 
 ## test: lint, type-check and run the whole suite
 test: $(VENV)/.installed node
-	$(VENV)/bin/ruff check daemon shim console tests bench
-	$(VENV)/bin/ruff format --check daemon shim console tests bench
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 

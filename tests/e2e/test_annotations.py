@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import Daemon, effects_of, fixture_shim, write_config
 from helpers.mcp_agent import MODES, connect, tool_text
 
