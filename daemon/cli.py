@@ -47,6 +47,21 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--name", help="the server section to apply (servers.NAME)")
     check = sub.add_parser("check-config", help="validate a policy file and exit")
     check.add_argument("config", metavar="FILE")
+    for name, verb in (("install-service", "write and enable"), ("uninstall-service", "disable and remove")):
+        svc = sub.add_parser(
+            name,
+            help=f"{verb} the user service (systemd socket activation on Linux, a launchd agent on macOS)",
+        )
+        svc.add_argument("--socket", metavar="PATH", help="socket path (default: derived from HOME)")
+        svc.add_argument("--unit-dir", metavar="DIR", help="where the unit files go (default: the user's)")
+        svc.add_argument(
+            "--files-only",
+            action="store_true",
+            help="only write/remove the files; do not call systemctl/launchctl",
+        )
+    sub.choices["install-service"].add_argument(
+        "--print", action="store_true", help="print the files instead of writing them"
+    )
     return parser
 
 
@@ -71,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return _explain(args.config, args.name, args.tool, args.arguments)
     if args.command == "check-config":
         return _explain(args.config, None, None, None)
+    if args.command in ("install-service", "uninstall-service"):
+        return _service(args)
     overrides = {k: v for k, v in (("socket_path", args.socket), ("state_dir", args.state_dir)) if v}
     if args.verbose:
         overrides["log_level"] = "DEBUG" if args.verbose > 1 else "INFO"
@@ -108,6 +125,31 @@ def _explain(config: str | None, name: str | None, tool: str | None, arguments: 
     for warning in policy.warnings:
         print(f"warning: {warning}")
     for line in policy.explain(tool, args):
+        print(line)
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    from daemon import service
+
+    home = p.home_dir()
+    socket_path = args.socket or p.default_socket_path()
+    unit_dir = args.unit_dir or service.default_unit_dir(home)
+    log_path = os.path.join(p.default_state_dir(), "firewalld.log")
+    files = service.rendered(home, unit_dir, socket_path, log_path)
+    if getattr(args, "print", False):
+        for f in files:
+            print(f"# {f.path}\n{f.text}")
+        return 0
+    try:
+        if args.command == "install-service":
+            done = service.install(files, activate=not args.files_only)
+        else:
+            done = service.uninstall(files, activate=not args.files_only)
+    except (service.ServiceError, OSError) as exc:
+        print(f"firewalld: {exc}", file=sys.stderr)
+        return 1
+    for line in done:
         print(line)
     return 0
 
@@ -202,9 +244,14 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(app.serve, listener)
             log.info("listening on %s (pid %d)", settings.socket_path, os.getpid())
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        app.reload()
+                        continue
                     log.info("stopping on signal %d", signum)
+                    await listener.aclose()  # no new connections; answer what is being answered
+                    await app.drain(2.0)
                     tg.cancel_scope.cancel()
                     break
 

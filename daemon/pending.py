@@ -185,19 +185,27 @@ class PendingActions:
         )
         return row
 
-    def withdraw(self, session_id: str, action_id: str) -> bool:
-        """The agent cancelled the paused call; only its own session may withdraw it."""
+    def withdraw(self, session_id: str, action_id: str, why: str = "cancelled by the agent") -> bool:
+        """Close a paused call that cannot or need not run; only its own session may withdraw it."""
         row = self._store.get_pending(action_id)
-        if (
-            row is None
-            or row.session_id != session_id
-            or not self._store.close_pending(action_id, "withdrawn")
-        ):
+        if row is None or row.session_id != session_id:
+            return False
+        if not self._store.close_pending(action_id, "withdrawn"):
             return False
         self._store.audit(
-            "withdrawn", session_id=session_id, server=row.server, tool=row.tool, action_id=action_id
+            "withdrawn",
+            session_id=session_id,
+            server=row.server,
+            tool=row.tool,
+            action_id=action_id,
+            detail=why,
         )
         return True
+
+    def abandon_session(self, session_id: str) -> list[str]:
+        """Withdraw every open action of a session whose shim is gone for good."""
+        rows = [r for r in self._store.pending_of_session(session_id, time.time()) if r.status == "pending"]
+        return [r.action_id for r in rows if self.withdraw(session_id, r.action_id, "the shim exited")]
 
     def expire(self, now: float | None = None) -> list[PendingRow]:
         """Close every action past its deadline; returns them."""

@@ -44,6 +44,22 @@ class PolicyCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str | None, str | None], _Entry] = {}
 
+    def recheck_all(self, *, force: bool = False) -> list[str]:
+        """Look at every known policy file again (``force``: now, as on SIGHUP).
+
+        Returns the load errors that are new since the last look, for the consoles.
+        """
+        fresh = []
+        for key, entry in list(self._entries.items()):
+            before = entry.error
+            if force:
+                entry.checked = float("-inf")
+                entry.stamp = None if key[0] is not None else entry.stamp
+            _, error = self.get(*key)
+            if error and error != before:
+                fresh.append(error)
+        return fresh
+
     def get(self, path: str | None, server: str | None) -> tuple[Policy | None, str | None]:
         """The policy in force for ``(path, server)`` and the latest load error, if any."""
         key = (path, server)

@@ -82,6 +82,8 @@ class Firewalld:
         self.policies = PolicyCache()
         self._consoles: set[_Peer] = set()
         self._connections = 0
+        self._busy = 0  # requests being answered right now (a stop waits for them)
+        self._reload = anyio.Event()
         self._uid = os.getuid()
 
     async def serve(
@@ -93,19 +95,43 @@ class Firewalld:
             task_status.started()
             async with listener:
                 while True:
-                    stream = await listener.accept()
+                    try:
+                        stream = await listener.accept()
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                        return  # closed for a stop: the caller cancels the rest
                     tg.start_soon(self._connection, stream, name="connection")
+
+    def reload(self) -> None:
+        """Re-read every policy file now (SIGHUP)."""
+        self._reload.set()
+
+    async def drain(self, limit: float) -> None:
+        """Wait (at most ``limit`` seconds) for the requests being answered to be answered."""
+        with anyio.move_on_after(limit):
+            while self._busy:  # noqa: ASYNC110 - a bounded wait, once, at shutdown
+                await anyio.sleep(0.01)
 
     async def _housekeeping(self) -> None:
         last_prune = 0.0
         while True:
-            await anyio.sleep(1.0)
-            if self.pending.expire():
+            with anyio.move_on_after(1.0):
+                await self._reload.wait()
+            forced, self._reload = self._reload.is_set(), anyio.Event()
+            if forced:
+                log.info("re-reading the policy files (SIGHUP)")
+            for error in self.policies.recheck_all(force=forced):
+                await self.broadcast(p.Event("policy", error))
+            changed = bool(self.pending.expire())
+            for session_id in self.store.sessions_with_open_actions():
+                if not self.sessions.is_live(session_id):
+                    changed |= bool(self.pending.abandon_session(session_id))
+            if changed:
                 await self.broadcast(p.Event("pending", "expired"))
             now = time.time()
             if now - last_prune > 3600:
                 last_prune = now
-                self.store.prune_audit(now - self.settings.audit_max_age_days * 86400)
+                max_age = self.settings.audit_max_age_days * 86400
+                self.store.prune_audit(now - max_age, self.settings.audit_max_rows)
 
     async def broadcast(self, event: p.Event) -> None:
         """Tell every subscribed console that something changed."""
@@ -140,11 +166,21 @@ class Firewalld:
             if hello.role == p.ROLE_SHIM:
                 session = await self._welcome_shim(peer, hello)
                 while True:
-                    await self._shim_request(peer, session, await peer.receive())
+                    request = await peer.receive()
+                    self._busy += 1
+                    try:
+                        await self._shim_request(peer, session, request)
+                    finally:
+                        self._busy -= 1
             elif hello.role == p.ROLE_CONSOLE:
                 await peer.send(p.Welcome(session_id="", token=""))
                 while True:
-                    await self._console_request(peer, await peer.receive())
+                    request = await peer.receive()
+                    self._busy += 1
+                    try:
+                        await self._console_request(peer, request)
+                    finally:
+                        self._busy -= 1
             else:
                 raise PeerRefused(f"unknown role {hello.role!r}")
         except (
@@ -170,6 +206,8 @@ class Firewalld:
     async def _welcome_shim(self, peer: _Peer, hello: p.Hello) -> Session:
         session, token = self.sessions.open(hello)
         _, error = self.policies.get(session.config_path, session.server)
+        if error:
+            await self.broadcast(p.Event("policy", error))
         self.store.audit(
             "session_open",
             session_id=session.session_id,

@@ -8,6 +8,7 @@ actions pending in it, back. Nobody else can ask about or confirm in that sessio
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 from collections import deque
@@ -68,6 +69,21 @@ class Session:
         return True
 
 
+def _process_runs(pid: int) -> bool:
+    """True if ``pid`` is a running (not zombie) process of ours."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the kill(0) answer stands
+
+
 class Sessions:
     """Every session the daemon has served since it started (and those it resumed)."""
 
@@ -95,6 +111,7 @@ class Sessions:
                     self._by_id[session.session_id] = session
                 session.connected = True
                 session.pid = hello.pid
+                self._store.set_session_pid(session.session_id, hello.pid)
                 return session, hello.resume
         token = secrets.token_urlsafe(24)
         session = Session(
@@ -133,6 +150,14 @@ class Sessions:
         """Connected sessions first, newest first."""
         ordered = sorted(self._by_id.values(), key=lambda s: (not s.connected, -s.created))
         return [s.view() for s in ordered]
+
+    def is_live(self, session_id: str) -> bool:
+        """True while the session's shim is connected or its process still runs."""
+        session = self._by_id.get(session_id)
+        if session is not None and session.connected:
+            return True
+        pid = session.pid if session is not None else self._store.session_pid(session_id)
+        return pid is not None and _process_runs(pid)
 
     def get(self, session_id: str) -> Session | None:
         """A session by id."""

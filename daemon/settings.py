@@ -43,6 +43,9 @@ class DaemonSettings(BaseSettings):
     audit_max_age_days: float = Field(default=90.0, gt=0)
     """Audit rows older than this are deleted (checked hourly)."""
 
+    audit_max_rows: int = Field(default=2_000_000, ge=1000)
+    """The audit log keeps at most this many rows, the newest (checked hourly)."""
+
     @property
     def db_path(self) -> str:
         """The SQLite file."""

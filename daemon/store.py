@@ -135,9 +135,13 @@ class Store:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def prune_audit(self, older_than: float) -> int:
-        """Delete audit rows older than the timestamp; returns how many."""
-        return self.db.execute("DELETE FROM audit WHERE ts < ?", (older_than,)).rowcount
+    def prune_audit(self, older_than: float, keep_rows: int) -> int:
+        """Delete audit rows older than the timestamp, and all but the newest ``keep_rows``."""
+        deleted = self.db.execute("DELETE FROM audit WHERE ts < ?", (older_than,)).rowcount
+        deleted += self.db.execute(
+            "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep_rows,)
+        ).rowcount
+        return deleted
 
     # -- pending actions ---------------------------------------------------------------------
 
@@ -195,6 +199,11 @@ class Store:
             "UPDATE pending SET attempts_left = ? WHERE action_id = ?", (attempts_left, action_id)
         )
 
+    def sessions_with_open_actions(self) -> list[str]:
+        """Ids of sessions that have actions waiting."""
+        cur = self.db.execute("SELECT DISTINCT session_id FROM pending WHERE status = 'pending'")
+        return [row[0] for row in cur.fetchall()]
+
     def due_for_expiry(self, now: float) -> list[PendingRow]:
         """Open actions whose deadline has passed."""
         cur = self.db.execute("SELECT * FROM pending WHERE status = 'pending' AND deadline <= ?", (now,))
@@ -233,6 +242,15 @@ class Store:
         finally:
             self.db.row_factory = None
         return row
+
+    def session_pid(self, session_id: str) -> int | None:
+        """The pid of the shim that last held the session."""
+        row = self.db.execute("SELECT pid FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return int(row[0]) if row and row[0] else None
+
+    def set_session_pid(self, session_id: str, pid: int) -> None:
+        """Record the pid of the shim that resumed the session."""
+        self.db.execute("UPDATE sessions SET pid = ?, closed = NULL WHERE session_id = ?", (pid, session_id))
 
     def set_session_client(self, session_id: str, client: str) -> None:
         """Record who the MCP client is."""

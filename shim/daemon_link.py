@@ -157,7 +157,8 @@ class DaemonLink:
             try:
                 self._serve(sock)
             except (OSError, p.ProtocolError) as exc:
-                log.warning("connection to firewalld lost: %s", exc)
+                if not self._closed.is_set():
+                    log.warning("connection to firewalld lost: %s", exc)
             finally:
                 with self._state:
                     self._sock = None
