@@ -7,6 +7,7 @@ then passed down. A misspelt variable or flag value fails loudly (``extra="forbi
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,8 +26,11 @@ class DaemonSettings(BaseSettings):
     socket_path: str = Field(default_factory=p.default_socket_path)
     """The Unix socket that shims and consoles connect to."""
 
-    log_level: str = "INFO"
-    """Logging level: DEBUG, INFO, WARNING or ERROR."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging level."""
+
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event; ``json``: one JSON object per line (for log shippers)."""
 
     max_connections: int = Field(default=1024, ge=1)
     """Connections served at once; more are refused with a clear error."""
