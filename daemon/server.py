@@ -15,6 +15,7 @@ import socket
 import struct
 import sys
 import time
+import unicodedata
 from typing import Any
 
 import anyio
@@ -228,7 +229,7 @@ class Firewalld:
                 if verdict.action != p.ALLOW:
                     await self.broadcast(p.Event("pending", verdict.action_id))
             case p.Confirm():
-                result = self.pending.confirm(session.session_id, msg.otp)
+                result = self.pending.confirm(session.session_id, self._clean_code(session, msg.otp))
                 if result.ok and result.action is not None:
                     reply = p.Confirmed(
                         msg.rid, True, "approved", result.action.action_id, result.action.params
@@ -263,6 +264,14 @@ class Firewalld:
                 await peer.send(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a shim may not send {msg.TAG}")
                 )
+
+    def _clean_code(self, session: Session, otp: str) -> str:
+        """The code as typed by a human: full-width digits folded, a lost leading zero restored."""
+        code = unicodedata.normalize("NFKC", otp)[:64]
+        policy, _ = self.policies.get(session.config_path, session.server)
+        if policy is not None and code.isdigit() and len(code) < policy.otp_length:
+            code = code.zfill(policy.otp_length)  # the agent sent the code as a JSON number
+        return code
 
     def decide(self, session: Session, msg: p.Decide) -> p.Verdict:
         """Judge one call, record the decision, and pause it if it needs approval."""

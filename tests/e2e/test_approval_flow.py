@@ -217,3 +217,20 @@ async def _until(predicate: Any, limit: float = 15.0) -> None:
     with anyio.fail_after(limit):
         while not predicate():  # noqa: ASYNC110 - the condition is in another process; there is no event
             await anyio.sleep(0.2)
+
+
+async def test_code_as_typed_by_a_human_or_sent_as_a_number(
+    mode: str, daemon: Daemon, tmp_path: Path
+) -> None:
+    """Full-width digits, spaces and a JSON number (which drops leading zeros) all name the same code."""
+    effects = tmp_path / "fx"
+    async with connect(fixture_shim(effects), mode=mode, env=daemon.env) as agent:
+        await agent.call_tool("delete_user", {"id": 1})
+        code = daemon.pending()[0]["code"]
+        fullwidth = " ".join(chr(0xFF10 + int(c)) for c in code)
+        first = await agent.call_tool("firewall_confirm", {"otp": fullwidth})
+        await agent.call_tool("delete_user", {"id": 2})
+        code = daemon.pending()[0]["code"]
+        second = await agent.call_tool("firewall_confirm", {"otp": int(code)})
+    assert not first.is_error and not second.is_error
+    assert effects_of(effects) == [{"id": 1, "tool": "delete_user"}, {"id": 2, "tool": "delete_user"}]
