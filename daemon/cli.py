@@ -179,7 +179,9 @@ def _setup_logging(settings: DaemonSettings, detach: bool) -> None:
     if settings.log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s firewalld[%(process)d] %(levelname)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s firewalld[%(process)d] %(levelname)s %(message)s")
+        )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(settings.log_level)

@@ -151,7 +151,11 @@ class PendingActions:
             message = "That code does not match any action waiting for approval in this session."
             if locked:
                 message += f" Too many wrong codes: {', '.join(locked)} locked and will not run."
-            message += " Ask the user to read the code again from the firewall console; never guess it."
+            message += (
+                " Ask the user to read the code again from the firewall console; never guess it."
+                " (Each server behind the firewall has its own firewall_confirm:"
+                " use the one of the server that paused the call.)"
+            )
         return ConfirmResult(False, message)
 
     def _count_failure(self, session_id: str, rows: list[PendingRow]) -> list[str]:

@@ -128,6 +128,10 @@ class Firewalld:
                     changed |= bool(self.pending.abandon_session(session_id))
             if changed:
                 await self.broadcast(p.Event("pending", "expired"))
+            # A long-lived daemon serves thousands of chats: forget those long closed.
+            open_sessions = set(self.store.sessions_with_open_actions())
+            for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
+                self.pending.forget_session(session_id)
             now = time.time()
             if now - last_prune > 3600:
                 last_prune = now

@@ -36,6 +36,7 @@ class Session:
     client: str = ""
     created: float = field(default_factory=time.time)
     connected: bool = True
+    closed_at: float | None = None
     allowed: int = 0
     paused: int = 0
     denied: int = 0
@@ -110,6 +111,7 @@ class Sessions:
                     )
                     self._by_id[session.session_id] = session
                 session.connected = True
+                session.closed_at = None
                 session.pid = hello.pid
                 self._store.set_session_pid(session.session_id, hello.pid)
                 return session, hello.resume
@@ -137,6 +139,7 @@ class Sessions:
     def close(self, session: Session) -> None:
         """The shim's connection ended."""
         session.connected = False
+        session.closed_at = time.time()
         self._store.close_session(session.session_id)
 
     def set_client(self, session: Session, info: p.ClientInfo) -> None:
@@ -145,6 +148,17 @@ class Sessions:
         if info.protocol_version:
             session.client += f" (MCP {info.protocol_version})"
         self._store.set_session_client(session.session_id, session.client)
+
+    def prune(self, older_than: float, keep: set[str]) -> list[str]:
+        """Forget sessions closed before ``older_than`` (except ``keep``); returns their ids."""
+        gone = [
+            sid
+            for sid, s in self._by_id.items()
+            if not s.connected and s.closed_at is not None and s.closed_at < older_than and sid not in keep
+        ]
+        for sid in gone:
+            del self._by_id[sid]
+        return gone
 
     def views(self) -> list[dict[str, Any]]:
         """Connected sessions first, newest first."""
