@@ -64,7 +64,11 @@ class PendingActions:
         """Store a new pending action with a fresh code, audited as ``paused``."""
         now = time.time()
         action_id = "A-" + secrets.token_hex(4).upper()
+        # Two waiting actions of one session never share a code (a code names its action).
+        taken = [r for r in self._store.pending_of_session(session_id, now) if r.status == "pending"]
         code = self._codes.new_code(code_length)
+        while any(self._codes.matches(r.action_id, code, r.code_mac) for r in taken):
+            code = self._codes.new_code(code_length)
         row = PendingRow(
             action_id=action_id,
             session_id=session_id,
@@ -81,18 +85,17 @@ class PendingActions:
             status="pending",
             closed_at=None,
         )
-        with self._store.db:
-            self._store.insert_pending(row)
-            self._store.audit(
-                "paused",
-                session_id=session_id,
-                server=server,
-                tool=tool,
-                action_id=action_id,
-                decision="approve",
-                rule=rule,
-                detail=params.decode("utf-8", "replace")[:4000],
-            )
+        self._store.insert_pending(row)
+        self._store.audit(
+            "paused",
+            session_id=session_id,
+            server=server,
+            tool=tool,
+            action_id=action_id,
+            decision="approve",
+            rule=rule,
+            detail=params.decode("utf-8", "replace")[:4000],
+        )
         return row
 
     def code_of(self, row: PendingRow) -> str:

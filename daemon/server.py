@@ -11,23 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import struct
-import sys
 import time
-import unicodedata
 from typing import Any
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from daemon import protocol as p
+from daemon.decisions import Decisions
+from daemon.peer import Peer, peer_uid
 from daemon.pending import PendingActions
 from daemon.policies import PolicyCache
 from daemon.sessions import Session, Sessions
 from daemon.settings import DaemonSettings
-from daemon.store import PendingRow, Store
+from daemon.store import Store
 
 log = logging.getLogger("firewalld")
 
@@ -36,40 +33,7 @@ _HELLO_TIMEOUT = 5.0
 
 
 class PeerRefused(Exception):
-    """Raised when a connection comes from another user or breaks the handshake."""
-
-
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket."""
-    if sys.platform.startswith("linux"):
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        return int(uid)
-    # macOS and the BSDs: LOCAL_PEERCRED at level SOL_LOCAL (0) gives a struct xucred.
-    data = sock.getsockopt(0, 0x001, 76)
-    _version, uid = struct.unpack_from("Ii", data)
-    return int(uid)
-
-
-class _Peer:
-    """One connection: a framed reader and a locked writer."""
-
-    def __init__(self, stream: SocketStream) -> None:
-        self.stream = stream
-        self.reader = BufferedByteReceiveStream(stream)
-        self._lock = anyio.Lock()
-
-    async def receive(self) -> p.Message:
-        header = await self.reader.receive_exactly(4)
-        (size,) = struct.unpack(">I", header)
-        if size > p.MAX_FRAME:
-            raise p.FrameTooLarge(f"frame of {size} bytes is over the limit")
-        return p.decode(await self.reader.receive_exactly(size))
-
-    async def send(self, message: p.Message) -> None:
-        frame = p.encode(message)
-        async with self._lock:
-            await self.stream.send(frame)
+    """Raised when a connection breaks the handshake."""
 
 
 class Firewalld:
@@ -81,16 +45,17 @@ class Firewalld:
         self.pending = pending
         self.sessions = Sessions(store)
         self.policies = PolicyCache()
-        self._consoles: set[_Peer] = set()
+        self.decisions = Decisions(settings, store, pending, self.policies)
+        self._consoles: set[Peer] = set()
         self._connections = 0
-        self._busy = 0  # requests being answered right now (a stop waits for them)
+        self._busy = 0  # batches being answered right now (a stop waits for them)
         self._reload = anyio.Event()
         self._uid = os.getuid()
 
     async def serve(
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Accept connections and run housekeeping until cancelled."""
+        """Accept connections and run housekeeping until cancelled (or the listener is closed)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._housekeeping, name="housekeeping")
             task_status.started()
@@ -107,7 +72,7 @@ class Firewalld:
         self._reload.set()
 
     async def drain(self, limit: float) -> None:
-        """Wait (at most ``limit`` seconds) for the requests being answered to be answered."""
+        """Wait (at most ``limit`` seconds) for the batches being answered to be answered."""
         with anyio.move_on_after(limit):
             while self._busy:  # noqa: ASYNC110 - a bounded wait, once, at shutdown
                 await anyio.sleep(0.01)
@@ -148,7 +113,7 @@ class Firewalld:
                 self._consoles.discard(peer)
 
     async def _connection(self, stream: SocketStream) -> None:
-        peer = _Peer(stream)
+        peer = Peer(stream)
         self._connections += 1
         session: Session | None = None
         try:
@@ -160,7 +125,8 @@ class Firewalld:
                 log.warning("refused a connection from uid %d", uid)
                 return
             with anyio.fail_after(_HELLO_TIMEOUT):
-                hello = await peer.receive()
+                batch = await peer.receive_batch()
+            hello, rest = batch[0], batch[1:]
             if not isinstance(hello, p.Hello):
                 raise PeerRefused("the first message must be hello")
             if hello.proto != p.PROTOCOL_VERSION:
@@ -171,29 +137,17 @@ class Firewalld:
             if hello.role == p.ROLE_SHIM:
                 session = await self._welcome_shim(peer, hello)
                 while True:
-                    request = await peer.receive()
-                    self._busy += 1
-                    try:
-                        await self._shim_request(peer, session, request)
-                    finally:
-                        self._busy -= 1
+                    await self._shim_batch(peer, session, rest)
+                    rest = await peer.receive_batch()
             elif hello.role == p.ROLE_CONSOLE:
                 await peer.send(p.Welcome(session_id="", token=""))
                 while True:
-                    request = await peer.receive()
-                    self._busy += 1
-                    try:
+                    for request in rest:
                         await self._console_request(peer, request)
-                    finally:
-                        self._busy -= 1
+                    rest = await peer.receive_batch()
             else:
                 raise PeerRefused(f"unknown role {hello.role!r}")
-        except (
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-        ):
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         except (p.ProtocolError, PeerRefused, TimeoutError) as exc:
             log.warning("dropped a connection: %s", exc)
@@ -208,7 +162,7 @@ class Firewalld:
                 await self.broadcast(p.Event("session", session.session_id))
             await stream.aclose()
 
-    async def _welcome_shim(self, peer: _Peer, hello: p.Hello) -> Session:
+    async def _welcome_shim(self, peer: Peer, hello: p.Hello) -> Session:
         session, token = self.sessions.open(hello)
         _, error = self.policies.get(session.config_path, session.server)
         if error:
@@ -225,23 +179,36 @@ class Firewalld:
 
     # -- shim requests -----------------------------------------------------------------------
 
-    async def _shim_request(self, peer: _Peer, session: Session, msg: p.Message) -> None:
+    async def _shim_batch(self, peer: Peer, session: Session, batch: list[p.Message]) -> None:
+        """Answer a batch: one transaction, committed before any answer leaves."""
+        if not batch:
+            return
+        self._busy += 1
+        try:
+            replies: list[p.Message] = []
+            events: list[p.Event] = []
+            with self.store.transaction():
+                for msg in batch:
+                    self._shim_request(session, msg, replies, events)
+            if replies:
+                await peer.send(*replies)
+            for event in events:
+                await self.broadcast(event)
+        finally:
+            self._busy -= 1
+
+    def _shim_request(
+        self, session: Session, msg: p.Message, replies: list[p.Message], events: list[p.Event]
+    ) -> None:
         match msg:
             case p.Decide():
-                verdict = self.decide(session, msg)
-                await peer.send(verdict)
+                verdict = self.decisions.decide(session, msg)
+                replies.append(verdict)
                 if verdict.action != p.ALLOW:
-                    await self.broadcast(p.Event("pending", verdict.action_id))
+                    events.append(p.Event("pending", verdict.action_id))
             case p.Confirm():
-                result = self.pending.confirm(session.session_id, self._clean_code(session, msg.otp))
-                if result.ok and result.action is not None:
-                    reply = p.Confirmed(
-                        msg.rid, True, "approved", result.action.action_id, result.action.params
-                    )
-                else:
-                    reply = p.Confirmed(msg.rid, False, result.message)
-                await peer.send(reply)
-                await self.broadcast(p.Event("pending", "confirm"))
+                replies.append(self.decisions.confirm(session, msg))
+                events.append(p.Event("pending", "confirm"))
             case p.Outcome():
                 self.store.audit(
                     "outcome",
@@ -253,7 +220,7 @@ class Firewalld:
                 )
             case p.Withdraw():
                 if self.pending.withdraw(session.session_id, msg.action_id):
-                    await self.broadcast(p.Event("pending", msg.action_id))
+                    events.append(p.Event("pending", msg.action_id))
             case p.ToolsListed():
                 if msg.first_page:
                     session.tools.clear()
@@ -263,104 +230,15 @@ class Firewalld:
                         session.tools[name] = annotations
             case p.ClientInfo():
                 self.sessions.set_client(session, msg)
-                await self.broadcast(p.Event("session", session.session_id))
+                events.append(p.Event("session", session.session_id))
             case _:
-                await peer.send(
+                replies.append(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a shim may not send {msg.TAG}")
                 )
 
-    def _clean_code(self, session: Session, otp: str) -> str:
-        """The code as typed by a human: full-width digits folded, a lost leading zero restored."""
-        code = unicodedata.normalize("NFKC", otp)[:64]
-        policy, _ = self.policies.get(session.config_path, session.server)
-        if policy is not None and code.isdigit() and len(code) < policy.otp_length:
-            code = code.zfill(policy.otp_length)  # the agent sent the code as a JSON number
-        return code
-
-    def decide(self, session: Session, msg: p.Decide) -> p.Verdict:
-        """Judge one call, record the decision, and pause it if it needs approval."""
-        try:
-            params = json.loads(msg.params)
-            tool = params["name"]
-            arguments = params.get("arguments")
-            if not isinstance(tool, str):
-                raise TypeError("name")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return p.Verdict(msg.rid, p.DENY, "The call could not be read.", "malformed")
-        policy, error = self.policies.get(session.config_path, session.server)
-        if policy is None:
-            session.denied += 1
-            self.store.audit(
-                "decision",
-                session_id=session.session_id,
-                server=session.server,
-                tool=tool,
-                decision=p.DENY,
-                rule="policy-error",
-                detail=error,
-            )
-            return p.Verdict(
-                msg.rid, p.DENY, f"The firewall policy could not be loaded: {error}", "policy-error"
-            )
-        verdict = policy.decide(tool, arguments, session.tools.get(tool))
-        if verdict.action == p.APPROVE:
-            return self._pause(session, msg, tool, verdict.rule, verdict.reason, policy)
-        if verdict.action == p.ALLOW:
-            session.allowed += 1
-        else:
-            session.denied += 1
-        self.store.audit(
-            "decision",
-            session_id=session.session_id,
-            server=session.server,
-            tool=tool,
-            decision=verdict.action,
-            rule=verdict.rule,
-            detail=msg.params[:1000].decode("utf-8", "replace"),
-        )
-        return p.Verdict(msg.rid, verdict.action, verdict.reason, verdict.rule)
-
-    def _pause(
-        self, session: Session, msg: p.Decide, tool: str, rule: str, reason: str, policy: Any
-    ) -> p.Verdict:
-        now = time.time()
-        refusal = None
-        if self.pending.open_count(session.session_id) >= self.settings.max_pending_per_session:
-            refusal = "Too many actions of this session are already waiting for approval."
-        elif not session.prompt_allowed(self.settings.max_prompts_per_minute, now):
-            refusal = "Too many approval requests from this session in the last minute (a flood); refused."
-        if refusal is not None:
-            session.denied += 1
-            self.store.audit(
-                "decision",
-                session_id=session.session_id,
-                server=session.server,
-                tool=tool,
-                decision=p.DENY,
-                rule="limit",
-                detail=refusal,
-            )
-            return p.Verdict(
-                msg.rid, p.DENY, refusal + " Ask the user to deal with the waiting ones first.", "limit"
-            )
-        row: PendingRow = self.pending.create(
-            session_id=session.session_id,
-            server=session.server,
-            tool=tool,
-            params=msg.params,
-            rule=rule,
-            reason=reason,
-            code_length=policy.otp_length,
-            ttl=policy.otp_ttl_seconds,
-            attempts=policy.otp_attempt_count,
-        )
-        session.paused += 1
-        log.info("paused %s in %s as %s (%s)", tool, session.session_id, row.action_id, rule)
-        return p.Verdict(msg.rid, p.APPROVE, reason, rule, row.action_id, row.deadline, row.attempts_left)
-
     # -- console requests --------------------------------------------------------------------
 
-    async def _console_request(self, peer: _Peer, msg: p.Message) -> None:
+    async def _console_request(self, peer: Peer, msg: p.Message) -> None:
         match msg:
             case p.ListPending():
                 await peer.send(p.PendingList(msg.rid, self.sessions.views(), self.pending_views()))

@@ -40,6 +40,8 @@ class Session:
     allowed: int = 0
     paused: int = 0
     denied: int = 0
+    #: Approval prompts refused because the session asked too often (shown as a flood).
+    flood_refused: int = 0
     prompts: deque[float] = field(default_factory=deque)
     #: Annotations of the tools the server listed, by exact name (a tool never listed has none).
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,6 +60,7 @@ class Session:
             "allowed": self.allowed,
             "paused": self.paused,
             "denied": self.denied,
+            "flood_refused": self.flood_refused,
         }
 
     def prompt_allowed(self, per_minute: int, now: float) -> bool:
