@@ -97,6 +97,7 @@ class Firewalld:
             open_sessions = set(self.store.sessions_with_open_actions())
             for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
                 self.pending.forget_session(session_id)
+            await anyio.to_thread.run_sync(self.store.checkpoint)
             now = time.time()
             if now - last_prune > 3600:
                 last_prune = now

@@ -90,7 +90,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints (which fsync) run from housekeeping on a thread of their own, not inside
+        # whichever decision happened to fill the WAL: see checkpoint().
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
+        self.path = path
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -102,6 +106,14 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file. Safe to call from another thread: it opens its own
+        connection, and a PASSIVE checkpoint never blocks the writer."""
+        with sqlite3.connect(self.path, timeout=5) as other:
+            other.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        # contextlib's "with" on a connection commits but does not close it.
+        other.close()
 
     def close(self) -> None:
         """Checkpoint and close."""
