@@ -1,8 +1,7 @@
 """``mcp-action-firewall``: put this command in your MCP client's config in place of the server.
 
-Threads, not asyncio: importing asyncio alone costs more than the whole start-up budget. One
-thread reads the agent, one reads the target, one talks to the daemon; the main thread waits for
-the end and runs the shutdown sequence.
+Parses the command line, starts the target and hands everything to :class:`shim.relay.Relay`,
+which runs on the shim's own single-threaded event loop (:mod:`shim.loop`).
 """
 
 from __future__ import annotations
@@ -11,23 +10,16 @@ import argparse
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
-from types import FrameType
 
 from daemon import protocol as p
 from shim.daemon_link import DaemonLink
-from shim.firewall import Firewall
-from shim.lines import LineReader, LineTooLong, LineWriter
+from shim.loop import EventLoop
+from shim.relay import Relay
 from shim.target import Target, TargetStartError
 
 log = logging.getLogger("mcp-action-firewall")
 
-#: Lines from the agent must be parsed whole before they are judged, so they are bounded.
-MAX_CLIENT_LINE = 64 * 1024 * 1024
-#: Lines from the target are only relayed; the bound just keeps a runaway server from eating memory.
-MAX_TARGET_LINE = 256 * 1024 * 1024
 
 DESCRIPTION = """\
 Run an MCP server behind the MCP Action Firewall.
@@ -112,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         cwd=os.getcwd(),
         pid=os.getpid(),
     )
+    loop = EventLoop()
     link = DaemonLink(
+        loop,
         args.socket or p.default_socket_path(),
         hello,
         autostart=not args.no_autostart,
@@ -123,56 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except TargetStartError as exc:
         log.error("%s", exc)
         return exc.exit_code
-    link.start()
-    return _relay(target, link)
-
-
-def _relay(target: Target, link: DaemonLink) -> int:
-    to_client = LineWriter(sys.stdout.fileno())
-    to_target = LineWriter(target.stdin_fd)
-    firewall = Firewall(to_client, to_target, link)
-    wake = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        target.signal(signum)
-        wake.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def read_client() -> None:
-        for line in LineReader(sys.stdin.fileno(), MAX_CLIENT_LINE).lines():
-            if isinstance(line, LineTooLong):
-                log.error("dropped a message from the agent: %s (limit %d)", line, MAX_CLIENT_LINE)
-            else:
-                firewall.on_client_line(line)
-        log.info("the agent closed stdin; stopping the server")
-        to_target.close()
-        wake.set()
-
-    def read_target() -> None:
-        for line in LineReader(target.stdout_fd, MAX_TARGET_LINE).lines():
-            if isinstance(line, LineTooLong):
-                log.error("dropped a message from the server: %s (limit %d)", line, MAX_TARGET_LINE)
-            else:
-                firewall.on_target_line(line)
-        firewall.on_target_exit()
-        wake.set()
-
-    threading.Thread(target=read_client, name="agent-reader", daemon=True).start()
-    target_reader = threading.Thread(target=read_target, name="target-reader", daemon=True)
-    target_reader.start()
-
-    wake.wait()
-    to_target.close()
-    code = target.stop()
-    target_reader.join(timeout=1.0)  # relay what the server said before it went
-    link.close()
-    if received:
-        log.info("stopped by signal %d", received[0])
-    return code
+    return Relay(loop, target, link).run()
 
 
 def run() -> None:

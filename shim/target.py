@@ -1,4 +1,4 @@
-"""The wrapped MCP server: start it, and make sure it never outlives the shim.
+"""The wrapped MCP server: start it, signal it, and know when it is gone.
 
 The target runs in a process group of its own, so that the shutdown sequence (stdin closed, then
 SIGTERM, then SIGKILL) reaches the processes it started too (``npx`` runs ``node``, ``uvx`` runs
@@ -8,11 +8,10 @@ python). Its stderr is the shim's stderr: log lines of any size pass untouched.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import threading
+from signal import SIGKILL
 
-from shim.lines import enlarge_pipe
+from shim.loop import enlarge_pipe
 
 
 class TargetStartError(Exception):
@@ -48,43 +47,22 @@ class Target:
         enlarge_pipe(self.stdin_fd)
         enlarge_pipe(self.stdout_fd)
         self.pid = self._proc.pid
-        self._exited = threading.Event()
-        self._lock = threading.Lock()
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for the target to exit; its exit status, shell-style (128+N for signal N)."""
-        try:
-            code = self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def poll(self) -> int | None:
+        """The exit status if the target has exited (shell-style: 128+N for signal N), else None."""
+        code = self._proc.poll()
+        if code is None:
             return None
         return 128 - code if code < 0 else code
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to the target's whole process group."""
-        with self._lock:
-            if self._proc.returncode is not None:
-                return
-            try:
-                os.killpg(self.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+        """Send ``signum`` to the target's whole process group (while the target runs)."""
+        if self._proc.poll() is None:
+            self.kill_group(signum)
 
-    def stop(self, grace: float = 0.5) -> int:
-        """The stdio shutdown sequence: our side of stdin is already closed; SIGTERM, then SIGKILL.
-
-        Returns the exit status. Whatever happens, the group is killed before this returns.
-        """
-        code = self.wait(grace)
-        if code is None:
-            self.signal(signal.SIGTERM)
-            code = self.wait(grace)
-        if code is None:
-            self.signal(signal.SIGKILL)
-            code = self.wait()
-        assert code is not None
-        # Children that left the group's leader behind still share the group: make sure of them.
+    def kill_group(self, signum: int = SIGKILL) -> None:
+        """Signal whatever is in the target's process group, children that outlived it included."""
         try:
-            os.killpg(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
-        return code

@@ -1,0 +1,218 @@
+"""The relay: the agent's pipe, the target's pipes and the daemon link, on one event loop.
+
+Shutdown follows the stdio convention: when the agent closes stdin, the target's stdin is closed;
+if the target has not exited after :data:`GRACE` seconds it gets SIGTERM, and SIGKILL after as
+long again, to its whole process group. SIGTERM/SIGINT to the shim are passed on the same way.
+Before the shim exits, every request still waiting (for the daemon or the target) is answered
+with an error, and what is queued for the agent is written out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+
+from shim.daemon_link import DaemonLink
+from shim.firewall import Firewall
+from shim.loop import CHUNK, HIGH_WATER, EventLoop, LineSplitter, LineTooLong, OutStream, Timer
+from shim.target import Target
+
+log = logging.getLogger("mcp-action-firewall")
+
+#: Lines from the agent must be parsed whole before they are judged, so they are bounded.
+MAX_CLIENT_LINE = 64 * 1024 * 1024
+#: Lines from the target are only relayed; the bound keeps a runaway server from eating memory.
+MAX_TARGET_LINE = 256 * 1024 * 1024
+#: Seconds between the steps of the shutdown sequence.
+GRACE = 0.5
+
+
+class Relay:
+    """Everything that runs between start and exit."""
+
+    def __init__(
+        self, loop: EventLoop, target: Target, link: DaemonLink, stdin: int = 0, stdout: int = 1
+    ) -> None:
+        self._loop = loop
+        self._target = target
+        self._link = link
+        self._stdin = stdin
+        self._client_out = OutStream(loop, stdout, on_drained=self._resume_target)
+        self._target_in = OutStream(loop, target.stdin_fd, on_drained=self._resume_client)
+        self.firewall = Firewall(self._client_out, self._target_in, link)
+        self._client_lines = LineSplitter(MAX_CLIENT_LINE)
+        self._target_lines = LineSplitter(MAX_TARGET_LINE)
+        self._client_open = True
+        self._target_open = True
+        self._stopping = False
+        self._timers: list[Timer] = []
+        self._signals: list[int] = []
+        self._code: int | None = None
+
+    def run(self) -> int:
+        """Relay until the target is gone; returns its exit status."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        handlers = {
+            s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        }
+        try:
+            self._loop.add_reader(wake_r, lambda: self._on_wakeup(wake_r))
+            self._loop.add_reader(self._stdin, self._on_client)
+            self._loop.add_reader(self._target.stdout_fd, self._on_target)
+            self._link.start()
+            self._loop.run()
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+            self._target.kill_group()  # nothing of the target outlives the shim
+        if self._signals:
+            log.info("stopped by signal %d", self._signals[0])
+        return self._code if self._code is not None else 1
+
+    # -- the agent ---------------------------------------------------------------------------
+
+    def _on_client(self) -> None:
+        try:
+            chunk = os.read(self._stdin, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._client_eof()
+            return
+        for line in self._client_lines.feed(chunk):
+            self._client_line(line)
+        if self._target_in.queued > HIGH_WATER:
+            self._loop.remove_reader(self._stdin)  # the target is not reading: stop reading for it
+
+    def _client_line(self, line: bytes | LineTooLong) -> None:
+        if isinstance(line, LineTooLong):
+            log.error("dropped a message from the agent: %s (limit %d)", line, MAX_CLIENT_LINE)
+        else:
+            self.firewall.on_client_line(line)
+
+    def _resume_client(self) -> None:
+        if self._client_open:
+            self._loop.add_reader(self._stdin, self._on_client)
+
+    def _client_eof(self) -> None:
+        for line in self._client_lines.end():
+            self._client_line(line)
+        self._client_open = False
+        self._loop.remove_reader(self._stdin)
+        log.info("the agent closed stdin; stopping the server")
+        self._target_in.close()
+        self._begin_stop()
+
+    # -- the target --------------------------------------------------------------------------
+
+    def _on_target(self) -> None:
+        try:
+            chunk = os.read(self._target.stdout_fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._target_eof()
+            return
+        for line in self._target_lines.feed(chunk):
+            self._target_line(line)
+        if self._client_out.queued > HIGH_WATER:
+            self._loop.remove_reader(self._target.stdout_fd)  # the agent is not reading: wait for it
+
+    def _target_line(self, line: bytes | LineTooLong) -> None:
+        if isinstance(line, LineTooLong):
+            log.error("dropped a message from the server: %s (limit %d)", line, MAX_TARGET_LINE)
+        else:
+            self.firewall.on_target_line(line)
+
+    def _resume_target(self) -> None:
+        if self._target_open:
+            self._loop.add_reader(self._target.stdout_fd, self._on_target)
+
+    def _target_eof(self) -> None:
+        for line in self._target_lines.end():
+            self._target_line(line)
+        self._target_open = False
+        self._loop.remove_reader(self._target.stdout_fd)
+        self.firewall.on_target_exit()
+        self._begin_stop()
+
+    # -- signals and the end -----------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum != signal.SIGCHLD:
+            self._signals.append(signum)
+
+    def _on_wakeup(self, fd: int) -> None:
+        try:
+            os.read(fd, 4096)
+        except BlockingIOError:
+            pass
+        while self._signals:
+            signum = self._signals.pop(0)
+            log.info("received signal %d; passing it to the server", signum)
+            self._target.signal(signum)
+            self._begin_stop()
+        self._check_done()
+
+    def _begin_stop(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            self._timers = [
+                self._loop.call_later(GRACE, lambda: self._target.signal(signal.SIGTERM)),
+                self._loop.call_later(2 * GRACE, lambda: self._target.signal(signal.SIGKILL)),
+            ]
+            self._poll_exit()
+        self._check_done()
+
+    def _poll_exit(self) -> None:
+        """SIGCHLD wakes the loop when the target exits; this catches one that came too early."""
+        if self._code is None:
+            self._check_done()
+            self._loop.call_later(0.05, self._poll_exit)
+
+    def _check_done(self) -> None:
+        if self._code is None:
+            self._code = self._target.poll()
+            if self._code is None:
+                return
+            for timer in self._timers:
+                timer.cancel()
+            # The server has exited: relay what it wrote before it went (a child may still hold the
+            # pipe open, so not for ever), then answer what is still waiting and leave.
+            self._loop.call_later(GRACE, self._finish)
+        if not self._target_open:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._loop.stopped:
+            return
+        if self._target_open:
+            self._target_open = False
+            self._loop.remove_reader(self._target.stdout_fd)
+            self.firewall.on_target_exit()
+        self._link.close()  # calls waiting for a verdict are answered: refused, nothing ran
+        self._loop.remove_reader(self._stdin)
+        if self._client_out.queued and not self._client_out.closed:
+            self._client_out.close()  # flushes first; the loop keeps running until it has
+            self._loop.call_later(1.0, self._loop.stop)
+            self._drain_then_stop()
+        else:
+            self._loop.stop()
+
+    def _drain_then_stop(self) -> None:
+        if self._client_out.closed:
+            self._loop.stop()
+        else:
+            self._loop.call_later(0.01, self._drain_then_stop)
