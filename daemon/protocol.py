@@ -17,13 +17,11 @@ Exceptions::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -46,11 +44,13 @@ class FrameTooLarge(ProtocolError):
 
 
 # --------------------------------------------------------------------------------------------
-# Messages. Each is a small frozen dataclass with a tag; `decode` is the only place that turns
-# wire maps back into objects, and it checks every field's type.
+# Messages. Each is a small immutable record (a NamedTuple: typed, frozen, and five times cheaper
+# to define than a frozen dataclass, which matters because the shim defines all of them at start)
+# with a TAG; `decode` is the only place that turns wire maps back into objects, and it checks
+# every field's type.
 # --------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, type[Message]] = {}
+_REGISTRY: dict[str, Any] = {}
 _FIELD_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
 _TYPE_NAMES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -63,40 +63,48 @@ _TYPE_NAMES: dict[str, tuple[type, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """Base class of every wire message."""
-
-    TAG: ClassVar[str] = ""
+_TAGS: dict[type, str] = {}
 
 
-def _register(cls: type[Message]) -> type[Message]:
+def _register(tag: str) -> Any:
+    """Class decorator: register a message type under its wire tag."""
+
+    def register(cls: Any) -> Any:
+        _record(tag, cls)
+        return cls
+
+    return register
+
+
+def tag_of(message: Message) -> str:
+    """The wire tag of a message (``"hello"``, ``"decide"``...)."""
+    return _TAGS[type(message)]
+
+
+def _record(tag: str, cls: Any) -> None:
     specs: list[tuple[str, tuple[type, ...]]] = []
-    for f in fields(cls):
-        annotation = str(f.type)
+    for name in cls._fields:
         allowed: list[type] = []
-        for part in annotation.split("|"):
+        annotation = cls.__annotations__[name]
+        for part in str(getattr(annotation, "__forward_arg__", annotation)).split("|"):
             part = part.strip()
             if part == "None":
                 allowed.append(type(None))
             else:
-                base = part.split("[", 1)[0]
-                allowed.extend(_TYPE_NAMES[base])
-        specs.append((f.name, tuple(allowed)))
-    _REGISTRY[cls.TAG] = cls
-    _FIELD_TYPES[cls.TAG] = tuple(specs)
-    return cls
+                allowed.extend(_TYPE_NAMES[part.split("[", 1)[0]])
+        specs.append((name, tuple(allowed)))
+    _REGISTRY[tag] = cls
+    _FIELD_TYPES[tag] = tuple(specs)
+    _TAGS[cls] = tag
 
 
 # Handshake ----------------------------------------------------------------------------------
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Hello(Message):
+@_register("hello")
+class Hello(NamedTuple):
     """First frame from a peer. ``resume`` carries the token of a session to take over again."""
 
-    TAG: ClassVar[str] = "hello"
     role: str
     proto: int = PROTOCOL_VERSION
     server_name: str | None = None
@@ -107,12 +115,10 @@ class Hello(Message):
     resume: str | None = None
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Welcome(Message):
+@_register("welcome")
+class Welcome(NamedTuple):
     """The daemon accepted a :class:`Hello`. ``token`` lets the shim resume the session later."""
 
-    TAG: ClassVar[str] = "welcome"
     session_id: str
     token: str
     proto: int = PROTOCOL_VERSION
@@ -120,12 +126,10 @@ class Welcome(Message):
     policy_error: str | None = None
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class ClientInfo(Message):
+@_register("client_info")
+class ClientInfo(NamedTuple):
     """The shim learnt who the MCP client is (from ``initialize`` or a request's ``_meta``)."""
 
-    TAG: ClassVar[str] = "client_info"
     name: str
     version: str
     protocol_version: str
@@ -134,12 +138,10 @@ class ClientInfo(Message):
 # Shim requests -------------------------------------------------------------------------------
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Decide(Message):
+@_register("decide")
+class Decide(NamedTuple):
     """Judge one ``tools/call``. ``params`` is the call's params, re-serialised canonical JSON."""
 
-    TAG: ClassVar[str] = "decide"
     rid: int
     params: bytes
 
@@ -149,12 +151,10 @@ APPROVE = "approve"
 DENY = "deny"
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Verdict(Message):
+@_register("verdict")
+class Verdict(NamedTuple):
     """The answer to :class:`Decide`. For ``approve`` the action id names the pending action."""
 
-    TAG: ClassVar[str] = "verdict"
     rid: int
     action: str
     reason: str
@@ -164,22 +164,18 @@ class Verdict(Message):
     attempts: int = 0
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Confirm(Message):
+@_register("confirm")
+class Confirm(NamedTuple):
     """The agent called ``firewall_confirm`` with this code."""
 
-    TAG: ClassVar[str] = "confirm"
     rid: int
     otp: str
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Confirmed(Message):
+@_register("confirmed")
+class Confirmed(NamedTuple):
     """The answer to :class:`Confirm`: the frozen params to run, or why not."""
 
-    TAG: ClassVar[str] = "confirmed"
     rid: int
     ok: bool
     message: str
@@ -187,78 +183,64 @@ class Confirmed(Message):
     params: bytes = b""
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Outcome(Message):
+@_register("outcome")
+class Outcome(NamedTuple):
     """What the target answered to an approved call (for the audit log)."""
 
-    TAG: ClassVar[str] = "outcome"
     action_id: str
     ok: bool
     detail: str = ""
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class ToolsListed(Message):
+@_register("tools_listed")
+class ToolsListed(NamedTuple):
     """A page of the server's tools/list: ``[{"name": str, "annotations": map}]``.
 
     ``first_page`` starts a new listing (it replaces what the session knew).
     """
 
-    TAG: ClassVar[str] = "tools_listed"
     tools: list[dict[str, Any]]
     first_page: bool
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Withdraw(Message):
+@_register("withdraw")
+class Withdraw(NamedTuple):
     """The agent cancelled a paused call; its pending action is withdrawn."""
 
-    TAG: ClassVar[str] = "withdraw"
     action_id: str
 
 
 # Console requests ---------------------------------------------------------------------------
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class ListPending(Message):
+@_register("list_pending")
+class ListPending(NamedTuple):
     """Ask for sessions and pending actions (console only)."""
 
-    TAG: ClassVar[str] = "list_pending"
     rid: int
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class PendingList(Message):
+@_register("pending_list")
+class PendingList(NamedTuple):
     """Sessions and pending actions. Each entry is a map of plain values (see README)."""
 
-    TAG: ClassVar[str] = "pending_list"
     rid: int
     sessions: list[dict[str, Any]]
     actions: list[dict[str, Any]]
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class DenyAction(Message):
+@_register("deny")
+class DenyAction(NamedTuple):
     """Deny a pending action (console only)."""
 
-    TAG: ClassVar[str] = "deny"
     rid: int
     action_id: str
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class QueryLog(Message):
+@_register("query_log")
+class QueryLog(NamedTuple):
     """Ask for the newest audit rows, optionally filtered (console only)."""
 
-    TAG: ClassVar[str] = "query_log"
     rid: int
     limit: int = 50
     session_id: str | None = None
@@ -266,55 +248,68 @@ class QueryLog(Message):
     tool: str | None = None
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class LogRows(Message):
+@_register("log_rows")
+class LogRows(NamedTuple):
     """Audit rows, newest first."""
 
-    TAG: ClassVar[str] = "log_rows"
     rid: int
     rows: list[dict[str, Any]]
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Subscribe(Message):
+@_register("subscribe")
+class Subscribe(NamedTuple):
     """Ask the daemon to push an :class:`Event` whenever pending actions or sessions change."""
 
-    TAG: ClassVar[str] = "subscribe"
     rid: int
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Event(Message):
+@_register("event")
+class Event(NamedTuple):
     """Something changed (``kind``: pending, session, policy). Re-read with :class:`ListPending`."""
 
-    TAG: ClassVar[str] = "event"
     kind: str
     detail: str = ""
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Ack(Message):
+@_register("ack")
+class Ack(NamedTuple):
     """A request succeeded."""
 
-    TAG: ClassVar[str] = "ack"
     rid: int
     message: str = ""
 
 
-@_register
-@dataclass(frozen=True, slots=True)
-class Error(Message):
+@_register("error")
+class Error(NamedTuple):
     """A request failed. ``code`` is one of the ``E_*`` constants."""
 
-    TAG: ClassVar[str] = "error"
     rid: int
     code: str
     message: str
 
+
+#: Any wire message.
+Message = (
+    Hello
+    | Welcome
+    | ClientInfo
+    | Decide
+    | Verdict
+    | Confirm
+    | Confirmed
+    | Outcome
+    | ToolsListed
+    | Withdraw
+    | ListPending
+    | PendingList
+    | DenyAction
+    | QueryLog
+    | LogRows
+    | Subscribe
+    | Event
+    | Ack
+    | Error
+)
 
 E_BAD_REQUEST = "bad_request"
 E_FORBIDDEN = "forbidden"
@@ -331,9 +326,8 @@ E_INTERNAL = "internal"
 
 def encode(message: Message) -> bytes:
     """Serialise ``message`` into one frame (length prefix included)."""
-    body: dict[str, Any] = {"t": message.TAG}
-    for name, _ in _FIELD_TYPES[message.TAG]:
-        body[name] = getattr(message, name)
+    body: dict[str, Any] = dict(zip(message._fields, message, strict=True))
+    body["t"] = _TAGS[type(message)]
     payload: bytes = msgpack.packb(body, use_bin_type=True)
     if len(payload) > MAX_FRAME:
         raise FrameTooLarge(f"message of {len(payload)} bytes is over the {MAX_FRAME}-byte frame limit")
@@ -368,9 +362,10 @@ def decode(payload: bytes) -> Message:
     if body:
         raise ProtocolError(f"{tag}: unknown field(s) {sorted(map(str, body))}")
     try:
-        return _REGISTRY[tag](**kwargs)
+        message: Message = _REGISTRY[tag](**kwargs)
     except TypeError as exc:
         raise ProtocolError(f"{tag}: {exc}") from None
+    return message
 
 
 class FrameDecoder:
@@ -437,6 +432,8 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> str:
     path = os.path.join(default_state_dir(env), "firewalld.sock")
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
+    import hashlib  # only on this rare path: the shim's start-up is a budget
+
     digest = hashlib.sha256(home_dir(env).encode()).hexdigest()[:12]
     return f"/tmp/{APP}-{os.getuid()}-{digest}/firewalld.sock"
 

@@ -234,7 +234,7 @@ class Firewalld:
                 events.append(p.Event("session", session.session_id))
             case _:
                 replies.append(
-                    p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a shim may not send {msg.TAG}")
+                    p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a shim may not send {p.tag_of(msg)}")
                 )
 
     # -- console requests --------------------------------------------------------------------
@@ -258,7 +258,7 @@ class Firewalld:
                 await peer.send(p.Ack(msg.rid, "subscribed"))
             case _:
                 await peer.send(
-                    p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {msg.TAG}")
+                    p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {p.tag_of(msg)}")
                 )
 
     def pending_views(self) -> list[dict[str, Any]]:

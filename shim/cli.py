@@ -7,19 +7,9 @@ which runs on the shim's own single-threaded event loop (:mod:`shim.loop`).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import sys
-
-from daemon import protocol as p
-from shim.daemon_link import DaemonLink
-from shim.loop import EventLoop
-from shim.relay import Relay
-from shim.target import Target, TargetStartError
-
-log = logging.getLogger("mcp-action-firewall")
-
 
 DESCRIPTION = """\
 Run an MCP server behind the MCP Action Firewall.
@@ -90,9 +80,25 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mcp-action-firewall``; returns the target's exit status."""
     args, target_argv = _parse(sys.argv[1:] if argv is None else argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    # Start the server first and import the rest while it boots: the two overlap, so the agent
+    # waits for the slower of them instead of for both (start-up is a budget).
+    from shim.target import Target, TargetStartError
+
+    try:
+        target = Target(target_argv)
+    except TargetStartError as exc:
+        sys.stderr.write(f"mcp-action-firewall: {exc}\n")
+        return exc.exit_code
+
+    import logging
+
+    from daemon import protocol as p
+    from shim.daemon_link import DaemonLink
+    from shim.loop import EventLoop
+    from shim.relay import Relay
+
     logging.basicConfig(
-        level=level,
+        level=logging.WARNING - 10 * min(args.verbose, 2),
         stream=sys.stderr,
         format=f"mcp-action-firewall[{args.name or target_argv[0]}]: %(message)s",
     )
@@ -112,16 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         autostart=not args.no_autostart,
         timeout=args.decision_timeout,
     )
-    try:
-        target = Target(target_argv)
-    except TargetStartError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
     return Relay(loop, target, link).run()
 
 
 def run() -> None:
-    """Console-script wrapper: exit fast, without waiting for reader threads stuck in read()."""
+    """Console-script wrapper: exit with the target's status, skipping interpreter clean-up."""
     code = main()
     sys.stderr.flush()
     os._exit(code)

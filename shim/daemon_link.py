@@ -17,7 +17,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from daemon import protocol as p
 from shim.loop import EventLoop, Timer
@@ -29,11 +28,13 @@ Callback = Callable[[p.Message | None, str], None]
 _DOWN, _HANDSHAKE, _READY = "down", "handshake", "ready"
 
 
-@dataclass(slots=True)
 class _Request:
-    message: p.Message
-    callback: Callback
-    timer: Timer
+    __slots__ = ("message", "callback", "timer")
+
+    def __init__(self, message: p.Message, callback: Callback, timer: Timer) -> None:
+        self.message = message
+        self.callback = callback
+        self.timer = timer
 
 
 class DaemonLink:
@@ -172,7 +173,7 @@ class DaemonLink:
         self._state = _HANDSHAKE
         self._decoder = p.FrameDecoder()
         self._loop.add_reader(sock.fileno(), self._on_readable)
-        hello = replace(self._hello, resume=self._token) if self._token else self._hello
+        hello = self._hello._replace(resume=self._token) if self._token else self._hello
         self._send(hello, None)
 
     def _spawn_daemon(self) -> None:
@@ -221,7 +222,7 @@ class DaemonLink:
 
     def _welcomed(self, message: p.Message) -> None:
         if not isinstance(message, p.Welcome):
-            text = message.message if isinstance(message, p.Error) else message.TAG
+            text = message.message if isinstance(message, p.Error) else p.tag_of(message)
             self._lost(f"the firewall daemon refused the session: {text}")
             return
         self._state = _READY

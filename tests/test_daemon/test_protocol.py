@@ -23,7 +23,7 @@ MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: m.TAG)
+@pytest.mark.parametrize("message", MESSAGES, ids=p.tag_of)
 def test_round_trip(message: p.Message) -> None:
     """Every message decodes to an equal message."""
     assert p.FrameDecoder().feed(p.encode(message)) == [message]
