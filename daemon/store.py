@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS audit (
     rule TEXT,
     detail TEXT
 );
-CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+-- No index on ts: ids grow with time, so pruning by age walks ids (and an index would cost every
+-- decision a second B-tree update).
+DROP INDEX IF EXISTS audit_ts;
 CREATE TABLE IF NOT EXISTS pending (
     action_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
@@ -162,7 +164,10 @@ class Store:
 
     def prune_audit(self, older_than: float, keep_rows: int) -> int:
         """Delete audit rows older than the timestamp, and all but the newest ``keep_rows``."""
-        deleted = self.db.execute("DELETE FROM audit WHERE ts < ?", (older_than,)).rowcount
+        deleted = self.db.execute(
+            "DELETE FROM audit WHERE id < (SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1)",
+            (older_than,),
+        ).rowcount
         deleted += self.db.execute(
             "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep_rows,)
         ).rowcount
