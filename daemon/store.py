@@ -165,7 +165,8 @@ class Store:
     def prune_audit(self, older_than: float, keep_rows: int) -> int:
         """Delete audit rows older than the timestamp, and all but the newest ``keep_rows``."""
         deleted = self.db.execute(
-            "DELETE FROM audit WHERE id < (SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1)",
+            "DELETE FROM audit WHERE id < COALESCE("
+            "(SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM audit))",
             (older_than,),
         ).rowcount
         deleted += self.db.execute(
