@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, KeysView, Mapping
 from dataclasses import dataclass
 
 from daemon.config import (
@@ -101,6 +101,12 @@ class _Args:
         self.raw = raw
         self._index: dict[str, list[object]] | None = None
         self._texts: dict[str, str] = {}
+
+    def keys(self) -> KeysView[str]:
+        """Every normalized key, at any depth (the index's keys)."""
+        self.by_key("")
+        assert self._index is not None
+        return self._index.keys()
 
     def by_key(self, key: str) -> list[object]:
         if self._index is None:
@@ -207,6 +213,11 @@ class _Rule:
     tool_test: Callable[[str], object] | None
     conditions: tuple[_Condition, ...]
     hints: tuple[tuple[str, bool], ...]
+    #: Keys (normalized) that must be somewhere in the arguments for the rule to match: those of
+    #: its key conditions other than ``exists: false``. Lets decide() skip it with a set test.
+    needs: frozenset[str]
+    #: Top-level keys (as written) that its ``$.name...`` path conditions start with.
+    needs_top: frozenset[str]
 
     @classmethod
     def compile(cls, rule: Rule, label: str) -> _Rule:
@@ -224,7 +235,13 @@ class _Rule:
             tool_test = compile_regex(rule.tool_regex).search
         conditions = tuple(_Condition.compile(c, f"args[{i}]") for i, c in enumerate(rule.args or ()))
         hints = rule.annotations.required() if rule.annotations is not None else ()
-        return cls(label, rule.action, tool, tool_test, conditions, hints)
+        needs = frozenset(c.key for c in conditions if c.key is not None and c.exists is not False)
+        needs_top = frozenset(
+            str(c.path[0][1])
+            for c in conditions
+            if c.path and c.path[0][0] == "key" and c.exists is not False
+        )
+        return cls(label, rule.action, tool, tool_test, conditions, hints, needs, needs_top)
 
     def failure(self, args: _Args, hints: Mapping[str, bool]) -> str | None:
         """Why this rule does not match (its tool part already did), or ``None`` if it does."""
@@ -320,7 +337,13 @@ class Policy:
         entry = self._entry(tool)
         if entry.candidates and entry.normalized:
             args, hints = _Args(arguments), self._hints(annotations)
+            present = args.keys()
+            top = arguments.keys() if isinstance(arguments, dict) else frozenset()
             for rule in entry.candidates:
+                if (rule.needs and not rule.needs <= present) or (
+                    rule.needs_top and not rule.needs_top <= top
+                ):
+                    continue  # a key it tests is absent: it cannot match (explain() says which)
                 if rule.failure(args, hints) is None:
                     return rule.verdict(tool)
         return entry.fallback

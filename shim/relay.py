@@ -16,7 +16,7 @@ from types import FrameType
 
 from shim.daemon_link import DaemonLink
 from shim.firewall import Firewall
-from shim.loop import CHUNK, HIGH_WATER, EventLoop, LineSplitter, LineTooLong, OutStream, Timer
+from shim.loop import CHUNK, HIGH_WATER, SMALL_CHUNK, EventLoop, LineSplitter, LineTooLong, OutStream, Timer
 from shim.target import Target
 
 log = logging.getLogger("mcp-action-firewall")
@@ -46,6 +46,8 @@ class Relay:
         self._target_lines = LineSplitter(MAX_TARGET_LINE)
         self._client_open = True
         self._target_open = True
+        self._client_want = SMALL_CHUNK  # read sizes: see shim.loop.SMALL_CHUNK
+        self._target_want = SMALL_CHUNK
         self._stopping = False
         self._timers: list[Timer] = []
         self._signals: list[int] = []
@@ -81,7 +83,7 @@ class Relay:
 
     def _on_client(self) -> None:
         try:
-            chunk = os.read(self._stdin, CHUNK)
+            chunk = os.read(self._stdin, self._client_want)
         except BlockingIOError:
             return
         except OSError:
@@ -89,6 +91,7 @@ class Relay:
         if not chunk:
             self._client_eof()
             return
+        self._client_want = CHUNK if len(chunk) == self._client_want else SMALL_CHUNK
         for line in self._client_lines.feed(chunk):
             self._client_line(line)
         if self._target_in.queued > HIGH_WATER:
@@ -117,7 +120,7 @@ class Relay:
 
     def _on_target(self) -> None:
         try:
-            chunk = os.read(self._target.stdout_fd, CHUNK)
+            chunk = os.read(self._target.stdout_fd, self._target_want)
         except BlockingIOError:
             return
         except OSError:
@@ -125,6 +128,7 @@ class Relay:
         if not chunk:
             self._target_eof()
             return
+        self._target_want = CHUNK if len(chunk) == self._target_want else SMALL_CHUNK
         for line in self._target_lines.feed(chunk):
             self._target_line(line)
         if self._client_out.queued > HIGH_WATER:
