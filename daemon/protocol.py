@@ -265,7 +265,7 @@ class Subscribe(NamedTuple):
 
 @_register("event")
 class Event(NamedTuple):
-    """Something changed (``kind``: pending, session, policy). Re-read with :class:`ListPending`."""
+    """Something changed (``kind``: pending, session, policy, audit). Re-read with :class:`ListPending`."""
 
     kind: str
     detail: str = ""

@@ -50,6 +50,7 @@ class Firewalld:
         self._connections = 0
         self._busy = 0  # batches being answered right now (a stop waits for them)
         self._reload = anyio.Event()
+        self._audit_dirty = False  # allowed calls were audited since the last "audit" event
         self._uid = os.getuid()
 
     async def serve(
@@ -93,6 +94,9 @@ class Firewalld:
                     changed |= bool(self.pending.abandon_session(session_id))
             if changed:
                 await self.broadcast(p.Event("pending", "expired"))
+            if self._audit_dirty:  # at most once a second, so a busy server cannot flood consoles
+                self._audit_dirty = False
+                await self.broadcast(p.Event("audit", ""))
             # A long-lived daemon serves thousands of chats: forget those long closed.
             open_sessions = set(self.store.sessions_with_open_actions())
             for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
@@ -205,6 +209,7 @@ class Firewalld:
             case p.Decide():
                 verdict = self.decisions.decide(session, msg)
                 replies.append(verdict)
+                self._audit_dirty = True
                 if verdict.action != p.ALLOW:
                     events.append(p.Event("pending", verdict.action_id))
             case p.Confirm():
@@ -242,7 +247,10 @@ class Firewalld:
     async def _console_request(self, peer: Peer, msg: p.Message) -> None:
         match msg:
             case p.ListPending():
+                expired = self.pending.expire()
                 await peer.send(p.PendingList(msg.rid, self.sessions.views(), self.pending_views()))
+                if expired:  # other consoles still show them
+                    await self.broadcast(p.Event("pending", "expired"))
             case p.DenyAction():
                 row = self.pending.deny(msg.action_id)
                 if row is None:
