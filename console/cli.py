@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="firewall-console", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--socket", metavar="PATH", help="firewalld's socket (default: derived from HOME)")
+    parser.add_argument(
+        "--desktop-notify",
+        action="store_true",
+        help="interactive console: also announce new actions with a desktop notification "
+        "(notify-send or osascript; never shows the code)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     pending = sub.add_parser("pending", help="list sessions and pending actions with their codes")
     pending.add_argument("--json", action="store_true", help="machine-readable output")
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from console.app import run_app
 
-        return run_app(args.socket)
+        return run_app(args.socket, desktop_notifications=args.desktop_notify)
     try:
         with ConsoleClient(args.socket) as client:
             if args.command == "pending":

@@ -9,6 +9,8 @@ Exceptions::
 from __future__ import annotations
 
 import socket
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -34,6 +36,8 @@ class ConsoleClient:
         self._sock: socket.socket | None = None
         self._decoder = p.FrameDecoder()
         self._queue: list[p.Message] = []
+        #: Events pushed while a request waited for its answer, kept for :meth:`next_event`.
+        self._events: deque[p.Event] = deque(maxlen=1024)
         self._rid = 0
 
     def connect(self) -> None:
@@ -106,12 +110,15 @@ class ConsoleClient:
                 reply = self._receive()
             except TimeoutError:
                 raise ConsoleError("firewalld did not answer in time") from None
+            if isinstance(reply, p.Event):
+                self._events.append(reply)  # pushed meanwhile: keep it for next_event/events
+                continue
             if getattr(reply, "rid", None) != rid:
-                continue  # an event pushed meanwhile
+                continue  # a late answer to an earlier request
             if isinstance(reply, p.Error):
                 raise ConsoleError(reply.message)
             if not isinstance(reply, expect):
-                raise ConsoleError(f"unexpected answer {reply.TAG}")
+                raise ConsoleError(f"unexpected answer {p.tag_of(reply)}")
             return reply
 
     def pending(self) -> p.PendingList:
@@ -138,6 +145,8 @@ class ConsoleClient:
 
     def events(self, timeout: float) -> Iterator[p.Event]:
         """Events pushed within ``timeout`` seconds (after :meth:`subscribe`)."""
+        while self._events:
+            yield self._events.popleft()
         try:
             while True:
                 message = self._receive(timeout)
@@ -145,3 +154,23 @@ class ConsoleClient:
                     yield message
         except TimeoutError:
             return
+
+    def next_event(self, timeout: float) -> p.Event | None:
+        """The next pushed event (one that arrived during a request first), or None after ``timeout`` s.
+
+        Raises:
+            ConsoleError: the connection was lost.
+        """
+        if self._events:
+            return self._events.popleft()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                message = self._receive(left)
+            except TimeoutError:
+                return None
+            if isinstance(message, p.Event):
+                return message

@@ -1,0 +1,75 @@
+"""A backend that serves a fixed daemon state: for snapshot tests, screenshots and trying the UI.
+
+It posts what a real daemon would (:class:`~console.messages.Connected` then one
+:class:`~console.messages.PendingChanged`, or one :class:`~console.messages.Disconnected`) and
+returns, so a test can wait for the worker to finish and know the screen has its data. Denying
+removes the action and posts the new state, like the daemon's event would.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from console.client import ConsoleError
+from console.connection import Post
+from console.messages import Connected, Disconnected, PendingChanged
+from console.model import AuditEntry, DaemonState, HistoryQuery
+
+
+class ReplayBackend:
+    """Plays back one recorded state instead of talking to firewalld."""
+
+    def __init__(
+        self,
+        state: DaemonState | None = None,
+        history: tuple[AuditEntry, ...] = (),
+        *,
+        socket_path: str = "/run/user/1000/mcp-action-firewall/firewalld.sock",
+        unreachable: str | None = None,
+    ) -> None:
+        """Serve ``state`` and ``history``; or, given ``unreachable``, fail to connect with that reason."""
+        self.state = state or DaemonState()
+        self.entries = history
+        self.unreachable = unreachable
+        self.denied: list[str] = []
+        self._socket_path = socket_path
+        self._post: Post | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def socket_path(self) -> str:
+        """Where the daemon would be."""
+        return self._socket_path
+
+    def watch(self, post: Post, stop: threading.Event) -> None:
+        """Post the recorded state once and return."""
+        self._post = post
+        if self.unreachable is not None:
+            post(Disconnected(self.unreachable, 5.0, 3))
+            return
+        post(Connected(self._socket_path))
+        post(PendingChanged(self.state, frozenset({"connected"})))
+
+    def refresh(self) -> None:
+        """Post the state again."""
+        if self._post is not None and self.unreachable is None:
+            self._post(PendingChanged(self.state, frozenset({"refresh"})))
+
+    def deny(self, action_id: str) -> str:
+        """Drop the action from the state, as the daemon would."""
+        with self._lock:
+            action = self.state.action(action_id)
+            if action is None or self.unreachable is not None:
+                raise ConsoleError(f"no pending action {action_id}")
+            self.denied.append(action_id)
+            self.state = replace(self.state, actions=tuple(a for a in self.state.actions if a is not action))
+        if self._post is not None:
+            self._post(PendingChanged(self.state, frozenset({"pending"})))
+        return f"denied {action_id} ({action.tool})"
+
+    def history(self, query: HistoryQuery, limit: int) -> tuple[AuditEntry, ...]:
+        """The recorded rows that match."""
+        if self.unreachable is not None:
+            raise ConsoleError(self.unreachable)
+        return tuple(entry for entry in self.entries if query.matches(entry))[:limit]
