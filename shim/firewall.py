@@ -1,75 +1,54 @@
 """What the shim does with each message: judge, pause, confirm, relay.
 
 No I/O of its own: it is handed two line writers (to the agent and to the target) and a link to
-the daemon, so tests can drive it in memory. Every method may be called from any thread.
+the daemon, so tests can drive it in memory. Every method may be called from any thread, and
+none of them raises: a message that breaks something is answered with an error and the shim
+goes on serving.
 
 Agent to target, each line is parsed strictly (see :mod:`shim.jsonrpc`); what cannot be judged is
 never forwarded. ``tools/call`` goes to the daemon and only the re-serialised, judged message is
-forwarded; everything else is forwarded byte for byte. Target to agent, lines pass untouched
-except ``tools/list`` results, which gain ``firewall_confirm`` on their first page.
+forwarded; everything else is forwarded byte for byte (less any carriage return inside the line,
+which some servers would split it at). Target to agent, lines pass untouched except ``tools/list``
+results (see :mod:`shim.listing`) and the answers to approved calls (see :mod:`shim.confirm`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
+from shim.confirm import CONTINUATION_PREFIX, Confirmations, Link, Writer, debug, paused_text, wire_text
 from shim.jsonrpc import JsonId
+from shim.listing import (
+    CONFIRM_TOOL,
+    CONFIRM_TOOL_DEF,
+    NOT_A_RESPONSE,
+    response_id,
+    rewrite_tools_list,
+    tail_id,
+)
+
+__all__ = [
+    "CONFIRM_TOOL",
+    "CONFIRM_TOOL_DEF",
+    "CONTINUATION_PREFIX",
+    "Firewall",
+    "Link",
+    "Writer",
+    "paused_text",
+    "response_id",
+    "rewrite_tools_list",
+]
 
 log = logging.getLogger("mcp-action-firewall")
-
-CONFIRM_TOOL = "firewall_confirm"
-CONFIRM_TOOL_DEF: dict[str, Any] = {
-    "name": CONFIRM_TOOL,
-    "title": "Confirm a paused action",
-    "description": (
-        "Approve an action that the MCP Action Firewall paused. Call this ONLY with the approval "
-        "code that the user typed in the chat after reading it in their firewall console. Never "
-        "guess or make up a code: wrong codes are counted and lock the paused action."
-    ),
-    "inputSchema": {
-        "type": "object",
-        "properties": {
-            "otp": {
-                "type": "string",
-                "description": "The approval code exactly as the user typed it.",
-            }
-        },
-        "required": ["otp"],
-    },
-    "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
-}
-
-#: Past this size a paused call's arguments are shown to the agent as a preview only.
-_PREVIEW = 4096
-#: Responses over this size are not parsed just to learn their id (see :func:`response_id`).
-_PARSE_LIMIT = 256 * 1024
-_SCALAR_ID = rb'(-?\d{1,30}|"(?:[^"\\\r\n]|\\.){0,200}")'
-_HEAD_ID = re.compile(rb'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*' + _SCALAR_ID + rb"\s*,")
-_TAIL_ID = re.compile(rb',\s*"id"\s*:\s*' + _SCALAR_ID + rb'\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$')
-_NOT_A_RESPONSE = object()
+#: Bound on what the shim remembers of paused calls (oldest forgotten first).
+_MAX_PAUSED = 4096
 
 
-class Writer(Protocol):
-    """Where lines go: :class:`shim.lines.LineWriter` in production, a list in tests."""
-
-    def write_line(self, line: bytes) -> bool: ...
-
-
-class Link(Protocol):
-    """The daemon connection: :class:`shim.daemon_link.DaemonLink` in production."""
-
-    def request(self, make: Any, callback: Any) -> None: ...
-
-    def notify(self, message: p.Message, *, sticky: str | None = None) -> None: ...
-
-
-class Firewall:
+class Firewall(Confirmations):
     """The shim's message handling for one agent, one target and one daemon session."""
 
     def __init__(self, to_client: Writer, to_target: Writer, link: Link) -> None:
@@ -79,11 +58,22 @@ class Firewall:
         self._lock = threading.Lock()
         self._inflight: dict[JsonId, str] = {}  # forwarded requests awaiting the target's answer
         self._list_first_page: dict[JsonId, bool] = {}  # tools/list requests in flight
-        self._replays: dict[JsonId, str] = {}  # confirmed calls in flight -> action id
-        self._judging: dict[JsonId, bool] = {}  # calls awaiting a verdict -> cancelled?
+        self._replays: dict[JsonId, tuple[str, bytes]] = {}  # approved calls in flight -> action, params
+        self._judging: dict[JsonId, bool] = {}  # calls and confirms awaiting the daemon -> cancelled?
         self._paused: dict[JsonId, str] = {}  # answered as paused -> action id
+        self._continuations: dict[str, tuple[str, bytes, Any]] = {}  # token -> action, params, state
         self._client_info: tuple[str, str, str] | None = None
         self.target_alive = True
+
+    def _request(self, make: Any, callback: Any) -> None:
+        self._link.request(make, callback)
+
+    def _notify(self, message: p.Message, *, sticky: str | None = None) -> None:
+        """Tell the daemon something; a message that cannot be sent is logged, never raised."""
+        try:
+            self._link.notify(message, sticky=sticky)
+        except Exception as exc:
+            log.warning("could not tell firewalld %s: %r", p.tag_of(message), exc)
 
     # -- agent -> target ---------------------------------------------------------------------
 
@@ -92,13 +82,22 @@ class Firewall:
         if not line.strip():
             return
         try:
+            self._client_line(line)
+        except Exception as exc:  # the reader thread must outlive any message
+            log.error("internal error on a message from the agent: %r", exc, exc_info=debug())
+            kind, msg_id = rpc.salvage(line)
+            if kind == "request":
+                self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, "Internal error"))
+
+    def _client_line(self, line: bytes) -> None:
+        try:
             msg = rpc.check_message(rpc.loads_strict(line))
         except rpc.Rejected as exc:
             self._refuse(exc, line)
             return
         method = msg.get("method")
         if method is None:  # the agent's answer to a server->agent request
-            self._target.write_line(line)
+            self._target.write_line(rpc.unsplittable(line))
             return
         msg_id: JsonId | None = msg.get("id")
         params: dict[str, Any] = msg.get("params") or {}
@@ -107,7 +106,7 @@ class Firewall:
             if msg_id is None:
                 log.warning("dropped a tools/call notification: a call without an id is never run")
             else:
-                self._on_tools_call(msg_id, msg)
+                self._on_tools_call(msg_id, params, msg.get("params"))
             return
         if rpc.looks_like_tools_call(method):
             self._refuse(
@@ -119,16 +118,46 @@ class Firewall:
                 return
         else:
             with self._lock:
-                self._inflight[msg_id] = method
-                if method == "tools/list":
-                    self._list_first_page[msg_id] = params.get("cursor") is None
-        if not self._target.write_line(line) and msg_id is not None:
+                alive = self.target_alive
+                if alive:
+                    self._inflight[msg_id] = method
+                    if method == "tools/list":
+                        self._list_first_page[msg_id] = params.get("cursor") is None
+            if not alive:
+                self._answer_gone(msg_id)
+                return
+        if not self._target.write_line(rpc.unsplittable(line)) and msg_id is not None:
             self._answer_gone(msg_id)
 
+    def on_client_overlong(self, head: bytes, size: int) -> None:
+        """A line from the agent over the size limit was dropped; ``head`` is its beginning.
+
+        A request among such lines is answered (the agent must not wait for ever); an answer to the
+        server's request is reported to the server.
+        """
+        try:
+            kind, msg_id = rpc.salvage(head)
+            message = f"Invalid Request: a message of {size} bytes or more is over the firewall's limit"
+            exc = rpc.Rejected(rpc.INVALID_REQUEST, message)
+            if kind == "request":
+                exc.msg_id = msg_id
+            elif kind == "response":
+                exc.answer_id = msg_id
+            self._refuse(exc, head)
+        except Exception as exc:  # the reader must outlive any message
+            log.error("internal error on an over-long message from the agent: %r", exc, exc_info=debug())
+
     def _refuse(self, exc: rpc.Rejected, line: bytes) -> None:
-        log.warning("refused a message from the agent (%s): %.120r", exc.message, line)
+        log.warning("refused a message from the agent (%s): %r", exc.message, line[:120])
         if exc.msg_id is not None:
             self._client.write_line(rpc.error_line(exc.msg_id, exc.code, exc.message))
+        elif exc.batch_ids:
+            self._client.write_line(rpc.batch_error_line(exc.batch_ids, exc.code, exc.message))
+        elif exc.anonymous:
+            self._client.write_line(rpc.error_line(None, exc.code, exc.message))
+        if exc.answer_id is not None:  # the server asked something; tell it the answer was refused
+            text = f"The client's answer was refused by the MCP Action Firewall: {exc.message}"
+            self._target.write_line(rpc.error_line(exc.answer_id, rpc.INTERNAL_ERROR, text))
 
     def _note_client(self, method: str, params: dict[str, Any]) -> None:
         """Tell the daemon who the agent is, from ``initialize`` or a stateless request's ``_meta``."""
@@ -145,13 +174,22 @@ class Firewall:
                     version = value
         if not isinstance(info, dict):
             return
-        found = (str(info.get("name", "")), str(info.get("version", "")), str(version or ""))
+        found = (
+            wire_text(info.get("name", "")),
+            wire_text(info.get("version", "")),
+            wire_text(version or ""),
+        )
         if found != self._client_info:
             self._client_info = found
-            self._link.notify(p.ClientInfo(*found), sticky="client_info")
+            self._notify(p.ClientInfo(*found), sticky="client_info")
 
     def _swallow_cancel(self, params: dict[str, Any]) -> bool:
-        """A cancel for a call the target never saw must not reach it; the pause is withdrawn."""
+        """Only a request the target is working on may be cancelled there.
+
+        A cancel for a call being judged stops it from running; one for a paused call withdraws
+        its pending action; one for anything the target never saw (or already answered) is not
+        forwarded at all.
+        """
         req: JsonId = params.get("requestId")  # type: ignore[assignment]
         if not rpc.valid_id(req):
             return False
@@ -160,14 +198,17 @@ class Firewall:
                 self._judging[req] = True
                 return True
             action_id = self._paused.pop(req, None)
-        if action_id is None:
-            return False
-        self._link.notify(p.Withdraw(action_id))
+            if action_id is None:
+                if self._inflight.pop(req, None) is None:
+                    log.debug("dropped a cancel for request %r, which the server is not working on", req)
+                    return True
+                self._list_first_page.pop(req, None)
+                return False
+        self._notify(p.Withdraw(action_id))
         return True
 
-    def _on_tools_call(self, msg_id: JsonId, msg: dict[str, Any]) -> None:
-        params = msg.get("params")
-        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+    def _on_tools_call(self, msg_id: JsonId, params: dict[str, Any], raw: object) -> None:
+        if not isinstance(raw, dict) or not isinstance(params.get("name"), str):
             self._client.write_line(
                 rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
             )
@@ -178,11 +219,6 @@ class Firewall:
                 rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: arguments must be an object")
             )
             return
-        name: str = params["name"]
-        stateless = rpc.is_stateless(params)
-        if name == CONFIRM_TOOL:
-            self._on_confirm(msg_id, params, stateless)
-            return
         try:
             params_json = rpc.dumps(params)
         except UnicodeEncodeError:
@@ -190,13 +226,21 @@ class Firewall:
                 rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: lone surrogate in a string")
             )
             return
+        name: str = params["name"]
+        stateless = rpc.is_stateless(params)
+        if name == CONFIRM_TOOL:
+            self._on_confirm(msg_id, params, stateless)
+            return
         with self._lock:
             self._judging[msg_id] = False
 
         def on_verdict(reply: p.Message | None, why: str) -> None:
-            self._on_verdict(msg_id, name, params_json, stateless, reply, why)
+            try:
+                self._on_verdict(msg_id, name, params_json, stateless, reply, why)
+            except Exception as exc:  # never into the daemon link's thread; fail closed
+                self._internal_error(msg_id, name, stateless, exc)
 
-        self._link.request(lambda rid: p.Decide(rid, params_json), on_verdict)
+        self._request(lambda rid: p.Decide(rid, params_json), on_verdict)
 
     def _on_verdict(
         self,
@@ -215,10 +259,12 @@ class Firewall:
             return
         if isinstance(reply, p.Verdict) and reply.action == p.APPROVE:
             if cancelled:
-                self._link.notify(p.Withdraw(reply.action_id))
+                self._notify(p.Withdraw(reply.action_id))
                 return
             with self._lock:
                 self._paused[msg_id] = reply.action_id
+                if len(self._paused) > _MAX_PAUSED:
+                    del self._paused[next(iter(self._paused))]
             text = paused_text(name, params_json, reply)
             self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
             return
@@ -236,6 +282,13 @@ class Firewall:
             )
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
 
+    def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:
+        log.error("internal error on the call to %r: %r", name, exc, exc_info=debug())
+        with self._lock:
+            self._judging.pop(msg_id, None)
+        text = f"The MCP Action Firewall failed on the call to '{name}' ({exc!r}); it did not run."
+        self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
+
     def _forward_call(self, msg_id: JsonId, params_json: bytes, action_id: str | None = None) -> None:
         line = b'{"jsonrpc":"2.0","id":%b,"method":"tools/call","params":%b}' % (
             rpc.dumps(msg_id),
@@ -246,38 +299,9 @@ class Firewall:
             if alive:
                 self._inflight[msg_id] = "tools/call"
                 if action_id is not None:
-                    self._replays[msg_id] = action_id
+                    self._replays[msg_id] = (action_id, params_json)
         if not alive or not self._target.write_line(line):
             self._answer_gone(msg_id)
-
-    def _on_confirm(self, msg_id: JsonId, params: dict[str, Any], stateless: bool) -> None:
-        otp = (params.get("arguments") or {}).get("otp")
-        if not isinstance(otp, str | int) or isinstance(otp, bool) or not str(otp).strip():
-            text = (
-                'firewall_confirm needs the approval code as {"otp": "<code>"}. Ask the user for the '
-                "code shown in their firewall console; do not guess it."
-            )
-            self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
-            return
-        code = "".join(str(otp).split()).replace("-", "")
-        meta = params.get("_meta")
-
-        def on_confirmed(reply: p.Message | None, why: str) -> None:
-            if isinstance(reply, p.Confirmed) and reply.ok:
-                frozen = json.loads(reply.params)
-                # Transport metadata (progress token, stateless version) belongs to this request.
-                frozen.pop("_meta", None)
-                if meta is not None:
-                    frozen["_meta"] = meta
-                self._forward_call(msg_id, rpc.dumps(frozen), reply.action_id)
-                return
-            if isinstance(reply, p.Confirmed | p.Error):
-                text = reply.message
-            else:
-                text = f"The firewall could not check the code: {why}. Nothing was run; try again shortly."
-            self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
-
-        self._link.request(lambda rid: p.Confirm(rid, code), on_confirmed)
 
     # -- target -> agent ---------------------------------------------------------------------
 
@@ -285,31 +309,52 @@ class Firewall:
         """Handle one line from the target."""
         if not line.strip():
             return
-        if self._inflight:  # unlocked peek: a stale answer only costs one parse
-            msg_id = response_id(line)
-            if msg_id is not _NOT_A_RESPONSE:
-                with self._lock:
-                    method = self._inflight.pop(msg_id, None)
-                    first_page = self._list_first_page.pop(msg_id, None)
-                    action_id = self._replays.pop(msg_id, None)
-                if method == "tools/list" and first_page is not None:
-                    line, listed = rewrite_tools_list(line, first_page)
-                    if listed is not None:
-                        self._link.notify(p.ToolsListed(listed, first_page))
-                if action_id is not None:
-                    self._report_outcome(action_id, line)
+        if self._inflight or self._replays:  # unlocked peek: a stale answer only costs one parse
+            try:
+                line = self._target_response(line)
+            except Exception as exc:  # relay it untouched rather than lose it
+                log.error("internal error on a message from the server: %r", exc, exc_info=debug())
         if not self._client.write_line(line):
             log.debug("the agent has gone; dropping a line from the target")
 
-    def _report_outcome(self, action_id: str, line: bytes) -> None:
+    def _target_response(self, line: bytes) -> bytes:
+        msg_id = response_id(line)
+        if msg_id is NOT_A_RESPONSE:
+            return line
+        with self._lock:
+            method = self._inflight.pop(msg_id, None)
+            first_page = self._list_first_page.pop(msg_id, None)
+            replay = self._replays.pop(msg_id, None)
+        if method == "tools/list" and first_page is not None:
+            line, listed = rewrite_tools_list(line, first_page)
+            if listed is not None:
+                self._notify(p.ToolsListed(listed, first_page))
+        if replay is not None:
+            line = self._finish_replay(replay, line)
+        return line
+
+    def on_target_overlong(self, head: bytes, tail: bytes, size: int) -> None:
+        """A line from the target over the size limit was dropped; ``head`` and ``tail`` are its ends.
+
+        If it was the answer to a request in flight, that request gets an error instead of no answer.
+        """
         try:
-            msg = json.loads(line)
-            result = msg.get("result")
-            ok = isinstance(result, dict) and not result.get("isError", False)
-            detail = "ok" if ok else json.dumps(msg.get("error") or "isError")[:500]
-        except ValueError:
-            ok, detail = False, "unparsable answer"
-        self._link.notify(p.Outcome(action_id, ok, detail))
+            kind, salvaged = rpc.salvage(head)
+            found: Any = salvaged if kind == "response" else tail_id(tail)
+            if not rpc.valid_id(found):
+                return
+            msg_id: JsonId = found
+            with self._lock:
+                if self._inflight.pop(msg_id, None) is None:
+                    return
+                self._list_first_page.pop(msg_id, None)
+                replay = self._replays.pop(msg_id, None)
+            if replay is not None:
+                self._notify(p.Outcome(replay[0], False, f"answer of {size} bytes dropped: over the limit"))
+            why = f"The server's answer ({size} bytes or more) is over the firewall's size limit: dropped."
+            self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, why))
+        except Exception as exc:  # the reader must outlive any message
+            log.error("internal error on an over-long message from the server: %r", exc, exc_info=debug())
 
     def on_target_exit(self) -> None:
         """The target closed its stdout: every request still in flight gets an error."""
@@ -319,102 +364,13 @@ class Firewall:
             self._inflight.clear()
             self._list_first_page.clear()
             self._replays.clear()
+            self._continuations.clear()
         for msg_id in ids:
             self._answer_gone(msg_id)
 
     def _answer_gone(self, msg_id: JsonId) -> None:
+        with self._lock:
+            self._inflight.pop(msg_id, None)
         self._client.write_line(
             rpc.error_line(msg_id, rpc.TARGET_GONE, "The MCP server behind the firewall has exited.")
         )
-
-
-def paused_text(name: str, params_json: bytes, verdict: p.Verdict) -> str:
-    """The agent's instructions for a paused call. It never contains the code: the daemon never
-    sends a code to a shim, so there is nothing here that could leak it."""
-    arguments: Any
-    if len(params_json) <= _PREVIEW:
-        arguments = json.loads(params_json).get("arguments", {})
-    else:
-        arguments = f"({len(params_json)} bytes; see the firewall console for the full arguments)"
-    minutes = max(1, round((verdict.expires_at - _now()) / 60)) if verdict.expires_at else 5
-    payload = {
-        "status": "PAUSED_FOR_APPROVAL",
-        "action_id": verdict.action_id,
-        "message": (
-            f"The call to '{name}' was paused by the MCP Action Firewall and has NOT run: {verdict.reason}"
-        ),
-        "action": {"tool": name, "arguments": arguments},
-        "instruction": (
-            f"Ask the user to approve it. Show them the tool and arguments above, and ask them to read "
-            f"the approval code for action {verdict.action_id} in their firewall console (the "
-            f"`firewall-console` command) and type it here. Then call the `{CONFIRM_TOOL}` tool with "
-            '{"otp": "<the code>"}. Never guess a code: wrong codes are counted and lock the action. '
-            f"The code expires in about {minutes} minute(s). If the user declines, do not retry."
-        ),
-    }
-    return json.dumps(payload, ensure_ascii=False, indent=2)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
-def response_id(line: bytes) -> Any:
-    """The id of a response line, or ``_NOT_A_RESPONSE`` (requests and notifications included).
-
-    Small lines are parsed. Big ones (a 10 MB file) would cost more to parse than to relay, so
-    their id is read from the ends of the line, where every serialiser puts it; only if it is in
-    neither place is the line parsed. This is bookkeeping, not security: a wrong answer here can
-    only make the shim miss a tools/list rewrite or an exit error, never forward anything.
-    """
-    if len(line) > _PARSE_LIMIT:
-        for match in (_HEAD_ID.match(line), _TAIL_ID.search(line, len(line) - 512)):
-            if match:
-                return json.loads(match.group(1))
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return _NOT_A_RESPONSE
-    if not isinstance(msg, dict) or "method" in msg or not rpc.valid_id(msg.get("id")):
-        return _NOT_A_RESPONSE
-    return msg["id"]
-
-
-def _fold(name: str) -> str:
-    if name.isascii():
-        return name.lower()
-    import unicodedata
-
-    kept = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
-    return unicodedata.normalize("NFKC", kept.casefold())
-
-
-def rewrite_tools_list(line: bytes, first_page: bool) -> tuple[bytes, list[dict[str, Any]] | None]:
-    """Add ``firewall_confirm`` to the first page of a tools/list result; drop impostors from all pages.
-
-    Also returns each listed tool's name and annotations, which the daemon's policy may use.
-    """
-    try:
-        msg = json.loads(line)
-        tools = msg["result"]["tools"]
-        if not isinstance(tools, list):
-            return line, None
-    except (ValueError, KeyError, TypeError):
-        return line, None
-    kept = [t for t in tools if not (isinstance(t, dict) and _fold(str(t.get("name", ""))) == CONFIRM_TOOL)]
-    listed = [
-        {"name": t["name"], "annotations": t["annotations"] if isinstance(t.get("annotations"), dict) else {}}
-        for t in kept
-        if isinstance(t, dict) and isinstance(t.get("name"), str)
-    ]
-    if len(kept) != len(tools):
-        log.warning("the server lists its own %r tool; it is hidden behind the firewall's", CONFIRM_TOOL)
-    if first_page:
-        kept.append(CONFIRM_TOOL_DEF)
-    msg["result"]["tools"] = kept
-    try:
-        return rpc.dumps(msg), listed
-    except UnicodeEncodeError:
-        return line, listed

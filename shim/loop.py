@@ -232,14 +232,20 @@ class OutStream:
             pass
 
 
-class LineTooLong:
-    """A line over the reader's limit (reported once; the line is skipped)."""
+#: How much of each end of an over-long line is kept (for the id of a request to answer).
+_KEEP = 4096
 
-    def __init__(self, size: int) -> None:
+
+class LineTooLong:
+    """A line over the reader's limit: skipped, but its ends are kept to answer its request."""
+
+    def __init__(self, size: int, head: bytes, tail: bytes) -> None:
         self.size = size
+        self.head = head
+        self.tail = tail
 
     def __str__(self) -> str:
-        return f"line of at least {self.size} bytes is over the limit"
+        return f"line of {self.size} bytes is over the limit"
 
 
 class LineSplitter:
@@ -250,41 +256,48 @@ class LineSplitter:
         self._parts: list[bytes] = []
         self._size = 0
         self._skipping = False
+        self._head = b""
+        self._tail = b""
 
     def feed(self, chunk: bytes) -> list[bytes | LineTooLong]:
-        """The lines completed by ``chunk``, in order."""
+        """The lines completed by ``chunk``, in order (an over-long one as a :class:`LineTooLong`)."""
         out: list[bytes | LineTooLong] = []
         start = 0
         while True:
             nl = chunk.find(b"\n", start)
-            if nl < 0:
-                rest = chunk[start:] if start else chunk
-                if rest and not self._skipping:
-                    self._size += len(rest)
-                    if self._size > self._max:
-                        out.append(LineTooLong(self._size))
-                        self._parts, self._skipping = [], True
-                    else:
-                        self._parts.append(rest)
-                return out
-            piece = chunk[start:nl]
+            piece = chunk[start:] if nl < 0 else chunk[start:nl]
             if self._skipping:
-                self._skipping = False
-            elif self._parts:
-                if self._size + len(piece) > self._max:
-                    out.append(LineTooLong(self._size + len(piece)))
-                else:
+                self._size += len(piece)
+                self._tail = (self._tail + piece[-_KEEP:])[-_KEEP:]
+            elif self._size + len(piece) > self._max:
+                held = b"".join(self._parts)
+                self._head = (held[:_KEEP] + piece[:_KEEP])[:_KEEP]
+                self._tail = (held[-_KEEP:] + piece[-_KEEP:])[-_KEEP:]
+                self._size += len(piece)
+                self._parts, self._skipping = [], True
+            elif nl >= 0:
+                if self._parts:
                     self._parts.append(piece)
                     out.append(b"".join(self._parts))
-            elif len(piece) > self._max:
-                out.append(LineTooLong(len(piece)))
-            else:
-                out.append(piece)
+                else:
+                    out.append(piece)
+            elif piece:
+                self._parts.append(piece)
+                self._size += len(piece)
+            if nl < 0:
+                return out
+            if self._skipping:
+                out.append(LineTooLong(self._size, self._head, self._tail))
+                self._skipping = False
             self._parts, self._size = [], 0
             start = nl + 1
 
-    def end(self) -> list[bytes]:
+    def end(self) -> list[bytes | LineTooLong]:
         """At end of file: a last line without a newline is still a line."""
-        last = [b"".join(self._parts)] if self._parts and not self._skipping else []
-        self._parts, self._size = [], 0
+        last: list[bytes | LineTooLong] = []
+        if self._skipping:
+            last.append(LineTooLong(self._size, self._head, self._tail))
+        elif self._parts:
+            last.append(b"".join(self._parts))
+        self._parts, self._size, self._skipping = [], 0, False
         return last

@@ -100,6 +100,7 @@ class Relay:
     def _client_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
             log.error("dropped a message from the agent: %s (limit %d)", line, MAX_CLIENT_LINE)
+            self.firewall.on_client_overlong(line.head, line.size)  # its request gets an error
         else:
             self.firewall.on_client_line(line)
 
@@ -137,6 +138,7 @@ class Relay:
     def _target_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
             log.error("dropped a message from the server: %s (limit %d)", line, MAX_TARGET_LINE)
+            self.firewall.on_target_overlong(line.head, line.tail, line.size)
         else:
             self.firewall.on_target_line(line)
 

@@ -1,0 +1,109 @@
+"""The target's side of the bookkeeping: which response a line is, and the ``tools/list`` rewrite.
+
+Responses pass untouched except ``tools/list`` results, which gain ``firewall_confirm`` on the
+first page of a listing and lose any server tool posing as it on every page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from shim import jsonrpc as rpc
+
+log = logging.getLogger("mcp-action-firewall")
+
+CONFIRM_TOOL = "firewall_confirm"
+CONFIRM_TOOL_DEF: dict[str, Any] = {
+    "name": CONFIRM_TOOL,
+    "title": "Confirm a paused action",
+    "description": (
+        "Approve an action that the MCP Action Firewall paused. Call this ONLY with the approval "
+        "code that the user typed in the chat after reading it in their firewall console. Never "
+        "guess or make up a code: wrong codes are counted and lock the paused action."
+    ),
+    "inputSchema": {
+        "type": "object",
+        "properties": {
+            "otp": {
+                "type": "string",
+                "description": "The approval code exactly as the user typed it.",
+            }
+        },
+        "required": ["otp"],
+    },
+    "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
+}
+
+#: Responses over this size are not parsed just to learn their id (see :func:`response_id`).
+_PARSE_LIMIT = 256 * 1024
+_SCALAR_ID = rb'(-?\d{1,30}|"(?:[^"\\\r\n]|\\.){0,200}")'
+_HEAD_ID = re.compile(rb'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*' + _SCALAR_ID + rb"\s*,")
+_TAIL_ID = re.compile(rb',\s*"id"\s*:\s*' + _SCALAR_ID + rb'\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$')
+NOT_A_RESPONSE: Any = object()
+
+
+def response_id(line: bytes) -> Any:
+    """The id of a response line, or :data:`NOT_A_RESPONSE` (requests and notifications included).
+
+    Small lines are parsed. Big ones (a 10 MB file) would cost more to parse than to relay, so
+    their id is read from the ends of the line, where every serialiser puts it; only if it is in
+    neither place is the line parsed. This is bookkeeping, not security: a wrong answer here can
+    only make the shim miss a tools/list rewrite or an exit error, never forward anything.
+    """
+    if len(line) > _PARSE_LIMIT:
+        for match in (_HEAD_ID.match(line), _TAIL_ID.search(line, len(line) - 512)):
+            if match:
+                return json.loads(match.group(1))
+    try:
+        msg = json.loads(line)
+    except (ValueError, RecursionError):
+        return NOT_A_RESPONSE
+    if not isinstance(msg, dict) or "method" in msg or not rpc.valid_id(msg.get("id")):
+        return NOT_A_RESPONSE
+    return msg["id"]
+
+
+def tail_id(tail: bytes) -> Any:
+    """The id at the end of a response line (where JavaScript serialisers put it), or NOT_A_RESPONSE."""
+    match = _TAIL_ID.search(tail)
+    return json.loads(match.group(1)) if match else NOT_A_RESPONSE
+
+
+def _fold(name: str) -> str:
+    if name.isascii():
+        return name.lower()
+    import unicodedata
+
+    kept = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", kept.casefold())
+
+
+def rewrite_tools_list(line: bytes, first_page: bool) -> tuple[bytes, list[dict[str, Any]] | None]:
+    """Add ``firewall_confirm`` to the first page of a tools/list result; drop impostors from all pages.
+
+    Also returns each listed tool's name and annotations, which the daemon's policy may use.
+    Everything else in the page (``nextCursor``, an empty-string one included, ``_meta``,
+    ``resultType``) is kept as it was.
+    """
+    try:
+        msg = json.loads(line)
+        tools = msg["result"]["tools"]
+        if not isinstance(tools, list):
+            return line, None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return line, None
+    kept = [t for t in tools if not (isinstance(t, dict) and _fold(str(t.get("name", ""))) == CONFIRM_TOOL)]
+    listed = [
+        {"name": t["name"], "annotations": t["annotations"] if isinstance(t.get("annotations"), dict) else {}}
+        for t in kept
+        if isinstance(t, dict) and isinstance(t.get("name"), str)
+    ]
+    if len(kept) != len(tools):
+        log.warning("the server lists its own %r tool; it is hidden behind the firewall's", CONFIRM_TOOL)
+    if first_page:
+        kept.append(CONFIRM_TOOL_DEF)
+    msg["result"]["tools"] = kept
+    return rpc.dumps_reply(msg), listed
