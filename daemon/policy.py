@@ -195,7 +195,7 @@ class _Condition:
             if isinstance(value, str):
                 text = args.text(value)
             elif self.regex is not None and isinstance(value, int | float) and not isinstance(value, bool):
-                text = repr(value)  # numbers are searched in their JSON text: "^\d{5,}" = 10000 and up
+                text = _decimal(value)  # "^\d{5,}" means 10000 and up, however the number is spelt
             else:
                 continue
             if self.contains is not None and self.contains in text:
@@ -203,6 +203,25 @@ class _Condition:
             if self.regex is not None and self.regex.search(text):
                 return True
         return False
+
+
+def _decimal(number: int | float) -> str:
+    """A number as plain decimal digits, never in exponent form: 1e16 and 1E16 read as 10000000000000000.
+
+    (Matching ``repr`` would let ``{"amount": 1e16}`` past a rule written as ``^\\d{6,}``.)
+    """
+    if isinstance(number, float):
+        if number != number or number in (float("inf"), float("-inf")):
+            return repr(number)
+        if number.is_integer():
+            return str(int(number))
+        text = repr(number)
+        if "e" in text or "E" in text:
+            from decimal import Decimal
+
+            text = format(Decimal(text), "f")
+        return text
+    return str(number)
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,3 +477,17 @@ def test_example_config_is_a_complete_policy() -> None:
     for name in [None, *cfg.servers]:
         assert compile_policy(cfg, name).warnings == ()
     assert json.loads((ROOT / "config.example.json").read_text())["global"]["default_action"] == "block"
+
+
+@pytest.mark.parametrize("amount", [150000, 1e16, 1.5e6, 150000.0])
+def test_number_regex_sees_plain_digits_however_the_number_is_spelt(amount: float) -> None:
+    """A regex on a number tests its plain decimal digits, so 1e16 cannot slip past '^\\d{6,}'."""
+    cfg = {
+        "global": {
+            "default_action": "allow",
+            "rules": [{"tool": "refund", "args": [{"key": "amount", "regex": "^\\d{6,}"}], "action": "deny"}],
+        }
+    }
+    policy = compile_policy(PolicyFile.model_validate(cfg), None)
+    assert policy.decide("refund", {"amount": amount}).action == "deny"
+    assert policy.decide("refund", {"amount": 99.5}).action == "allow"
