@@ -51,7 +51,17 @@ class Decisions:
         verdict = policy.decide(tool, arguments, session.tools.get(tool))
         if verdict.action == p.APPROVE:
             return self._pause(session, msg, tool, verdict.rule, verdict.reason, policy)
-        if verdict.action == p.ALLOW:
+        detail = msg.params[:1000].decode("utf-8", "replace")
+        self._record(session, tool, verdict.action, verdict.rule, detail)
+        return p.Verdict(msg.rid, verdict.action, verdict.reason, verdict.rule)
+
+    def _refuse(self, session: Session, rid: int, tool: str, reason: str, rule: str) -> p.Verdict:
+        self._record(session, tool, p.DENY, rule, reason)
+        return p.Verdict(rid, p.DENY, reason, rule)
+
+    def _record(self, session: Session, tool: str, action: str, rule: str, detail: str | None) -> None:
+        """Count an allow or a deny for the session and put it in the audit log."""
+        if action == p.ALLOW:
             session.allowed += 1
         else:
             session.denied += 1
@@ -60,24 +70,10 @@ class Decisions:
             session_id=session.session_id,
             server=session.server,
             tool=tool,
-            decision=verdict.action,
-            rule=verdict.rule,
-            detail=msg.params[:1000].decode("utf-8", "replace"),
-        )
-        return p.Verdict(msg.rid, verdict.action, verdict.reason, verdict.rule)
-
-    def _refuse(self, session: Session, rid: int, tool: str, reason: str, rule: str) -> p.Verdict:
-        session.denied += 1
-        self.store.audit(
-            "decision",
-            session_id=session.session_id,
-            server=session.server,
-            tool=tool,
-            decision=p.DENY,
+            decision=action,
             rule=rule,
-            detail=reason,
+            detail=detail,
         )
-        return p.Verdict(rid, p.DENY, reason, rule)
 
     def _pause(
         self, session: Session, msg: p.Decide, tool: str, rule: str, reason: str, policy: Policy

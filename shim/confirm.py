@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from daemon import protocol as p
@@ -84,16 +85,37 @@ class Confirmations:
             return
         code = "".join(str(otp).split()).replace("-", "")
         meta, task = params.get("_meta"), params.get("task")
+        self._ask(
+            msg_id,
+            CONFIRM_TOOL,
+            stateless,
+            lambda rid: p.Confirm(rid, code),
+            lambda reply, why: self._on_confirmed(msg_id, meta, task, stateless, reply, why),
+        )
+
+    def _ask(
+        self,
+        msg_id: JsonId,
+        tool: str,
+        stateless: bool,
+        make: Callable[[int], p.Message],
+        handle: Callable[[p.Message | None, str], None],
+    ) -> None:
+        """Ask the daemon about a call the agent is waiting on; ``handle`` gets the answer.
+
+        Whatever ``handle`` raises becomes an error for that call (fail closed), never an exception
+        in the daemon link.
+        """
         with self._lock:
             self._judging[msg_id] = False
 
-        def on_confirmed(reply: p.Message | None, why: str) -> None:
+        def callback(reply: p.Message | None, why: str) -> None:
             try:
-                self._on_confirmed(msg_id, meta, task, stateless, reply, why)
-            except Exception as exc:  # never into the daemon link's thread; fail closed
-                self._internal_error(msg_id, CONFIRM_TOOL, stateless, exc)
+                handle(reply, why)
+            except Exception as exc:
+                self._internal_error(msg_id, tool, stateless, exc)
 
-        self._request(lambda rid: p.Confirm(rid, code), on_confirmed)
+        self._request(make, callback)
 
     def _on_confirmed(
         self, msg_id: JsonId, meta: Any, task: Any, stateless: bool, reply: p.Message | None, why: str

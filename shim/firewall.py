@@ -231,16 +231,13 @@ class Firewall(Confirmations):
         if name == CONFIRM_TOOL:
             self._on_confirm(msg_id, params, stateless)
             return
-        with self._lock:
-            self._judging[msg_id] = False
-
-        def on_verdict(reply: p.Message | None, why: str) -> None:
-            try:
-                self._on_verdict(msg_id, name, params_json, stateless, reply, why)
-            except Exception as exc:  # never into the daemon link's thread; fail closed
-                self._internal_error(msg_id, name, stateless, exc)
-
-        self._request(lambda rid: p.Decide(rid, params_json), on_verdict)
+        self._ask(
+            msg_id,
+            name,
+            stateless,
+            lambda rid: p.Decide(rid, params_json),
+            lambda reply, why: self._on_verdict(msg_id, name, params_json, stateless, reply, why),
+        )
 
     def _on_verdict(
         self,
