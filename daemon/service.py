@@ -68,7 +68,7 @@ def default_unit_dir(home: str) -> str:
     return os.path.join(home, ".config", "systemd", "user")
 
 
-def rendered(home: str, unit_dir: str, socket_path: str, log_path: str) -> list[UnitFile]:
+def rendered(unit_dir: str, socket_path: str, log_path: str) -> list[UnitFile]:
     """The files for this platform."""
     if sys.platform == "darwin":
         return render_launchd(unit_dir, socket_path, sys.executable, log_path)

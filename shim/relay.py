@@ -49,6 +49,7 @@ class Relay:
         self._client_want = SMALL_CHUNK  # read sizes: see shim.loop.SMALL_CHUNK
         self._target_want = SMALL_CHUNK
         self._stopping = False
+        self._finished = False
         self._timers: list[Timer] = []
         self._signals: list[int] = []
         self._code: int | None = None
@@ -202,8 +203,9 @@ class Relay:
             self._finish()
 
     def _finish(self) -> None:
-        if self._loop.stopped:
+        if self._finished:  # the exit timer and a late end of file can both get here
             return
+        self._finished = True
         if self._target_open:
             self._target_open = False
             self._loop.remove_reader(self._target.stdout_fd)
