@@ -52,7 +52,7 @@ def run(plan: Plan, only: list[str] | None = None, log: Callable[[str], None] = 
         variants += compare_variants(other.socket, rules, {"PYTHONPATH": env_b["PYTHONPATH"]}, tag)
         notes.append(f"@{tag}: the shim and daemon of {plan.compare}, with a daemon of their own")
     if only:
-        variants = [v for v in variants if v.name in only or v.name == "direct"]
+        variants = [v for v in variants if v.name.split("@")[0] in only or v.name == "direct"]
     ctx = Context(env=env, cwd=home, logs=logs, plan=plan)
     runs: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
     samples: dict[str, list[float]] = {v.name: [] for v in variants}
