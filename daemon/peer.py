@@ -2,13 +2,23 @@
 
 Frames are read in chunks and decoded together, so a shim with eight calls in flight is answered
 with one read, one database commit and one write instead of eight of each.
+
+A shim's connection, once past the handshake, is served by :meth:`Peer.serve`: a reader callback
+that stays registered with the event loop and answers each batch where it is read. anyio's
+stream would instead register and unregister the socket with epoll for every message and hand
+the data to a task through a future; measured through the whole chain (agent, shim, daemon,
+server), the callback takes about 20 µs off the median allowed call (see bench/README.md). It is
+the one place the daemon uses asyncio directly: anyio runs on it (``anyio.run``'s default backend).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import sys
+from collections import deque
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -41,6 +51,12 @@ class Peer:
         self._raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         self._decoder = p.FrameDecoder()
         self._lock = anyio.Lock()
+        self._outbox: deque[memoryview] = deque()  # answers serve() could not send at once
+
+    @property
+    def backlogged(self) -> bool:
+        """Answers are waiting for the peer to read them (and :meth:`serve` is not reading)."""
+        return bool(self._outbox)
 
     async def receive_batch(self) -> list[p.Message]:
         """Every message that has arrived (at least one).
@@ -71,3 +87,72 @@ class Peer:
             data = data[sent:]
         async with self._lock:
             await self.stream.send(data)
+
+    async def serve(self, answer: Callable[[list[p.Message]], list[p.Message]]) -> None:
+        """Answer batches with ``answer``, called as soon as they are read, until the peer goes.
+
+        ``answer`` runs on the event loop's thread and must not block; its replies are written
+        at once. Whatever the peer does not take is queued and reading stops until it is sent,
+        so a peer that never reads its answers cannot make the queue grow.
+
+        Raises:
+            anyio.EndOfStream: the peer closed the connection.
+            anyio.BrokenResourceError: the connection failed.
+            daemon.protocol.ProtocolError: the peer broke the framing or sent an unknown message.
+        """
+        loop = asyncio.get_running_loop()
+        fd = self._raw.fileno()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def fail(exc: BaseException) -> None:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+            if not ended.done():
+                ended.set_exception(exc)
+
+        def flush() -> None:
+            try:
+                while self._outbox:
+                    head = self._outbox[0]
+                    sent = self._raw.send(head)
+                    if sent < len(head):
+                        self._outbox[0] = head[sent:]
+                        return
+                    self._outbox.popleft()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                fail(anyio.BrokenResourceError(str(exc)))
+                return
+            loop.remove_writer(fd)
+            loop.add_reader(fd, readable)
+
+        def readable() -> None:
+            try:
+                data = self._raw.recv(_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                fail(anyio.BrokenResourceError(str(exc)))
+                return
+            if not data:
+                fail(anyio.EndOfStream())
+                return
+            try:
+                replies = answer(self._decoder.feed(data))
+            except Exception as exc:  # a ProtocolError, or a bug: raised from serve() below
+                fail(exc)
+                return
+            if replies:
+                self._outbox.append(memoryview(b"".join(p.encode(m) for m in replies)))
+                flush()
+                if self._outbox:
+                    loop.remove_reader(fd)  # until the peer has read what it was sent
+                    loop.add_writer(fd, flush)
+
+        loop.add_reader(fd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)

@@ -48,7 +48,10 @@ class Firewalld:
         self.decisions = Decisions(settings, store, pending, self.policies)
         self._consoles: set[Peer] = set()
         self._connections = 0
-        self._busy = 0  # batches being answered right now (a stop waits for them)
+        self._shims: set[Peer] = set()  # a stop waits until they have read their answers
+        # Shim batches are answered in a reader callback (Peer.serve), which cannot wait for a
+        # console: the events they cause go through this queue to the broadcaster task.
+        self._events_in, self._events_out = anyio.create_memory_object_stream[p.Event](1000)
         self._reload = anyio.Event()
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
         self._uid = os.getuid()
@@ -57,8 +60,9 @@ class Firewalld:
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Accept connections and run housekeeping until cancelled (or the listener is closed)."""
-        async with anyio.create_task_group() as tg:
+        async with self._events_in, self._events_out, anyio.create_task_group() as tg:
             tg.start_soon(self._housekeeping, name="housekeeping")
+            tg.start_soon(self._broadcaster, name="broadcaster")
             task_status.started()
             async with listener:
                 while True:
@@ -73,10 +77,22 @@ class Firewalld:
         self._reload.set()
 
     async def drain(self, limit: float) -> None:
-        """Wait (at most ``limit`` seconds) for the batches being answered to be answered."""
+        """Wait (at most ``limit`` seconds) for the shims to have read every answer sent to them."""
         with anyio.move_on_after(limit):
-            while self._busy:  # noqa: ASYNC110 - a bounded wait, once, at shutdown
+            while any(peer.backlogged for peer in self._shims):  # noqa: ASYNC110 - once, at a stop
                 await anyio.sleep(0.01)
+
+    async def _broadcaster(self) -> None:
+        async for event in self._events_out:
+            await self.broadcast(event)
+
+    def _post(self, event: p.Event) -> None:
+        """Have the broadcaster tell the consoles. An event only tells a console to refresh, so
+        one that finds a thousand queued before it is dropped rather than waited for."""
+        try:
+            self._events_in.send_nowait(event)
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            log.debug("console event not queued (full, or stopping): %s", event)
 
     async def _housekeeping(self) -> None:
         last_prune = 0.0
@@ -140,10 +156,12 @@ class Firewalld:
                 )
                 return
             if hello.role == p.ROLE_SHIM:
-                session = await self._welcome_shim(peer, hello)
-                while True:
-                    await self._shim_batch(peer, session, rest)
-                    rest = await peer.receive_batch()
+                session = shim = await self._welcome_shim(peer, hello)
+                self._shims.add(peer)
+                replies = self._shim_batch(shim, rest)  # sent with the hello
+                if replies:
+                    await peer.send(*replies)
+                await peer.serve(lambda batch: self._shim_batch(shim, batch))
             elif hello.role == p.ROLE_CONSOLE:
                 await peer.send(p.Welcome(session_id="", token=""))
                 while True:
@@ -158,9 +176,12 @@ class Firewalld:
             log.warning("dropped a connection: %s", exc)
         except OSError as exc:
             log.warning("connection error: %s", exc)
+        except Exception:  # a bug must cost one connection (its shim fails closed), not the daemon
+            log.exception("internal error; dropped the connection")
         finally:
             self._connections -= 1
             self._consoles.discard(peer)
+            self._shims.discard(peer)
             if session is not None:
                 self.sessions.close(session)
                 self.store.audit("session_close", session_id=session.session_id, server=session.server)
@@ -184,23 +205,18 @@ class Firewalld:
 
     # -- shim requests -----------------------------------------------------------------------
 
-    async def _shim_batch(self, peer: Peer, session: Session, batch: list[p.Message]) -> None:
-        """Answer a batch: one transaction, committed before any answer leaves."""
+    def _shim_batch(self, session: Session, batch: list[p.Message]) -> list[p.Message]:
+        """Answer a batch: one transaction, committed before the answers are returned to be sent."""
         if not batch:
-            return
-        self._busy += 1
-        try:
-            replies: list[p.Message] = []
-            events: list[p.Event] = []
-            with self.store.transaction():
-                for msg in batch:
-                    self._shim_request(session, msg, replies, events)
-            if replies:
-                await peer.send(*replies)
-            for event in events:
-                await self.broadcast(event)
-        finally:
-            self._busy -= 1
+            return []
+        replies: list[p.Message] = []
+        events: list[p.Event] = []
+        with self.store.transaction():
+            for msg in batch:
+                self._shim_request(session, msg, replies, events)
+        for event in events:
+            self._post(event)
+        return replies
 
     def _shim_request(
         self, session: Session, msg: p.Message, replies: list[p.Message], events: list[p.Event]
