@@ -9,7 +9,8 @@ Agent to target, each line is parsed strictly (see :mod:`shim.jsonrpc`); what ca
 never forwarded. ``tools/call`` goes to the daemon and only the re-serialised, judged message is
 forwarded; everything else is forwarded byte for byte (less any carriage return inside the line,
 which some servers would split it at). Target to agent, lines pass untouched except ``tools/list``
-results (see :mod:`shim.listing`) and the answers to approved calls (see :mod:`shim.confirm`).
+results (see :mod:`shim.listing`) and the answers to approved calls (see :mod:`shim.confirm`); a
+big line that is neither may be relayed as it arrives instead of whole (see :mod:`shim.streaming`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from shim.listing import (
     rewrite_tools_list,
     tail_id,
 )
+from shim.streaming import Streaming
 
 __all__ = [
     "CONFIRM_TOOL",
@@ -48,7 +50,7 @@ log = logging.getLogger("mcp-action-firewall")
 _MAX_PAUSED = 4096
 
 
-class Firewall(Confirmations):
+class Firewall(Confirmations, Streaming):
     """The shim's message handling for one agent, one target and one daemon session."""
 
     def __init__(self, to_client: Writer, to_target: Writer, link: Link) -> None:
@@ -288,7 +290,7 @@ class Firewall(Confirmations):
 
     def _forward_call(self, msg_id: JsonId, params_json: bytes, action_id: str | None = None) -> None:
         line = b'{"jsonrpc":"2.0","id":%b,"method":"tools/call","params":%b}' % (
-            rpc.dumps(msg_id),
+            b"%d" % msg_id if type(msg_id) is int else rpc.dumps(msg_id),  # ints: no json.dumps
             params_json,
         )
         with self._lock:

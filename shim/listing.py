@@ -42,6 +42,18 @@ _PARSE_LIMIT = 256 * 1024
 _SCALAR_ID = rb'(-?\d{1,30}|"(?:[^"\\\r\n]|\\.){0,200}")'
 _HEAD_ID = re.compile(rb'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*' + _SCALAR_ID + rb"\s*,")
 _TAIL_ID = re.compile(rb',\s*"id"\s*:\s*' + _SCALAR_ID + rb'\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$')
+#: How a line starts: ``{``, maybe an id with ``"jsonrpc":"2.0"`` before or after it (sorted keys put it
+#: after), then the member that says what the line is.
+_JSONRPC = rb'(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?'
+_HEAD = re.compile(
+    rb"\{\s*"
+    + _JSONRPC
+    + rb'(?:"id"\s*:\s*'
+    + _SCALAR_ID
+    + rb"\s*,\s*"
+    + _JSONRPC
+    + rb')?"(result|error|method)"\s*:'
+)
 NOT_A_RESPONSE: Any = object()
 
 
@@ -70,6 +82,23 @@ def tail_id(tail: bytes) -> Any:
     """The id at the end of a response line (where JavaScript serialisers put it), or NOT_A_RESPONSE."""
     match = _TAIL_ID.search(tail)
     return json.loads(match.group(1)) if match else NOT_A_RESPONSE
+
+
+def head_shape(head: bytes) -> tuple[str, Any] | None:
+    """What the beginning of a line says it is, for lines too big to parse (see :mod:`shim.streaming`).
+
+    Returns the first member after the optional ``jsonrpc`` and ``id`` (``"result"``, ``"error"``
+    or ``"method"``) and the id if it came before it (else :data:`NOT_A_RESPONSE`); None for any
+    other beginning. A ``method`` makes it the server's request or notification, whatever follows.
+    """
+    match = _HEAD.match(head)
+    if match is None:
+        return None
+    raw_id, member = match.groups()
+    try:
+        return member.decode(), NOT_A_RESPONSE if raw_id is None else json.loads(raw_id)
+    except ValueError:  # an escape that JSON does not have: not a line to take apart
+        return None
 
 
 def _fold(name: str) -> str:

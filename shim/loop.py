@@ -9,6 +9,10 @@ Writers never block the loop: what the kernel does not take at once is queued, a
 writes the rest when the descriptor is writable. A reader whose destination has queued more than
 :data:`HIGH_WATER` bytes is paused until it drains, so a slow peer slows its sender instead of
 growing memory without bound.
+
+A big line may also be relayed as it arrives instead of whole (see :mod:`shim.framing`): its
+pieces are written as they come (:meth:`OutStream.write_part`), and other lines for the same
+descriptor wait until it ends.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Queued bytes above which the producing side is paused.
-HIGH_WATER = 16 * 1024 * 1024
+#: Queued bytes above which the producing side is paused. What is queued is the shim's own memory:
+#: a 10 MB answer streamed to an agent that reads slowly is held up to this much (and one read),
+#: within a budget of 25 MiB for the whole process.
+HIGH_WATER = 1 << 20
 #: Read size. Pipes hand over at most their buffer per read; asking for more is free.
 CHUNK = 1 << 20
 #: The first read of a burst. A read of CHUNK makes CPython allocate 1 MiB (an mmap), shrink it
@@ -140,7 +146,12 @@ class EventLoop:
 
 
 class OutStream:
-    """The one writer of an output descriptor: whole lines, in order, never blocking the loop."""
+    """The one writer of an output descriptor: whole lines, in order, never blocking the loop.
+
+    A line may also be written in parts as it arrives (:meth:`begin_stream`, :meth:`write_part`,
+    :meth:`end_stream`); ``queued`` counts what is waiting for the descriptor, not the lines held
+    back until such a line ends.
+    """
 
     def __init__(self, loop: EventLoop, fd: int, on_drained: Callable[[], None] | None = None) -> None:
         self._loop = loop
@@ -150,6 +161,7 @@ class OutStream:
         self.closed = False
         self._close_when_drained = False
         self._on_drained = on_drained
+        self._held: list[bytes] | None = None  # lines written while a streamed line is open
         # A terminal or file stays blocking (and shared with whoever else uses it); a pipe or a
         # socket that is ours alone becomes non-blocking.
         mode = os.fstat(fd).st_mode
@@ -158,9 +170,16 @@ class OutStream:
             os.set_blocking(fd, False)
 
     def write_line(self, line: bytes) -> bool:
-        """Queue ``line`` and a newline. Returns False once the other end has gone away."""
+        """Queue ``line`` and a newline. Returns False once the other end has gone away.
+
+        While a streamed line is open (:meth:`begin_stream`) the line is held, and written right
+        after the streamed line's newline: nothing may land in the middle of another line.
+        """
         if self.closed or self._close_when_drained:
             return False
+        if self._held is not None:
+            self._held.append(line)
+            return True
         if self._queue:
             self._queue.append(memoryview(line))
             self._queue.append(memoryview(b"\n"))
@@ -184,6 +203,47 @@ class OutStream:
         self.queued += total - written
         self._loop.add_writer(self._fd, self._flush)
         return True
+
+    def begin_stream(self) -> None:
+        """Open a line that is written in parts as they arrive (:meth:`write_part`), not whole.
+
+        A big line relayed as it arrives is never held whole in memory; the price is that the
+        line is open on the descriptor until its last part, so every :meth:`write_line` meanwhile
+        waits for :meth:`end_stream`.
+        """
+        if self._held is None:
+            self._held = []
+
+    def write_part(self, data: bytes) -> bool:
+        """Queue ``data``, the next bytes of the open streamed line. False once the other end has gone."""
+        if self.closed or self._close_when_drained:
+            return False
+        if self._queue:
+            self._queue.append(memoryview(data))
+            self.queued += len(data)
+            return True
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._fail()
+            return False
+        if written < len(data):
+            self._queue.append(memoryview(data)[written:])
+            self.queued += len(data) - written
+            self._loop.add_writer(self._fd, self._flush)
+        return True
+
+    def end_stream(self) -> bool:
+        """End the streamed line with its newline, then write the lines held meanwhile, in order."""
+        held, self._held = self._held, None
+        if held is None:
+            return not (self.closed or self._close_when_drained)
+        ok = self.write_part(b"\n")
+        for line in held:
+            self.write_line(line)
+        return ok
 
     def _flush(self) -> None:
         try:
@@ -211,11 +271,17 @@ class OutStream:
 
     def _fail(self) -> None:
         self._queue.clear()
+        if self._held is not None:
+            self._held = []
         self.queued = 0
         self._really_close()
 
     def close(self) -> None:
-        """Close once everything queued is written (the peer then sees end of file)."""
+        """Close once everything queued is written (the peer then sees end of file).
+
+        An open streamed line is ended first, so that what was held behind it is written too.
+        """
+        self.end_stream()
         if self._queue:
             self._close_when_drained = True
         else:
@@ -230,74 +296,3 @@ class OutStream:
             os.close(self._fd)
         except OSError:
             pass
-
-
-#: How much of each end of an over-long line is kept (for the id of a request to answer).
-_KEEP = 4096
-
-
-class LineTooLong:
-    """A line over the reader's limit: skipped, but its ends are kept to answer its request."""
-
-    def __init__(self, size: int, head: bytes, tail: bytes) -> None:
-        self.size = size
-        self.head = head
-        self.tail = tail
-
-    def __str__(self) -> str:
-        return f"line of {self.size} bytes is over the limit"
-
-
-class LineSplitter:
-    """Turns chunks into newline-delimited lines, of any size up to ``max_line``."""
-
-    def __init__(self, max_line: int) -> None:
-        self._max = max_line
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._skipping = False
-        self._head = b""
-        self._tail = b""
-
-    def feed(self, chunk: bytes) -> list[bytes | LineTooLong]:
-        """The lines completed by ``chunk``, in order (an over-long one as a :class:`LineTooLong`)."""
-        out: list[bytes | LineTooLong] = []
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            piece = chunk[start:] if nl < 0 else chunk[start:nl]
-            if self._skipping:
-                self._size += len(piece)
-                self._tail = (self._tail + piece[-_KEEP:])[-_KEEP:]
-            elif self._size + len(piece) > self._max:
-                held = b"".join(self._parts)
-                self._head = (held[:_KEEP] + piece[:_KEEP])[:_KEEP]
-                self._tail = (held[-_KEEP:] + piece[-_KEEP:])[-_KEEP:]
-                self._size += len(piece)
-                self._parts, self._skipping = [], True
-            elif nl >= 0:
-                if self._parts:
-                    self._parts.append(piece)
-                    out.append(b"".join(self._parts))
-                else:
-                    out.append(piece)
-            elif piece:
-                self._parts.append(piece)
-                self._size += len(piece)
-            if nl < 0:
-                return out
-            if self._skipping:
-                out.append(LineTooLong(self._size, self._head, self._tail))
-                self._skipping = False
-            self._parts, self._size = [], 0
-            start = nl + 1
-
-    def end(self) -> list[bytes | LineTooLong]:
-        """At end of file: a last line without a newline is still a line."""
-        last: list[bytes | LineTooLong] = []
-        if self._skipping:
-            last.append(LineTooLong(self._size, self._head, self._tail))
-        elif self._parts:
-            last.append(b"".join(self._parts))
-        self._parts, self._size, self._skipping = [], 0, False
-        return last

@@ -5,6 +5,12 @@ if the target has not exited after :data:`GRACE` seconds it gets SIGTERM, and SI
 long again, to its whole process group. SIGTERM/SIGINT to the shim are passed on the same way.
 Before the shim exits, every request still waiting (for the daemon or the target) is answered
 with an error, and what is queued for the agent is written out.
+
+A big line from the target is relayed as it arrives when its head shows that the shim need not
+see it whole (see :mod:`shim.streaming`); while it is open on the agent's pipe, whatever else is
+written to the agent waits for its end (:class:`shim.loop.OutStream`). If the target stops in the
+middle of such a line, the line is ended with a newline (the agent cannot parse it, but the next
+message stays separate) and its request gets an error like every other one still waiting.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from types import FrameType
 
 from shim.daemon_link import DaemonLink
 from shim.firewall import Firewall
-from shim.loop import CHUNK, HIGH_WATER, SMALL_CHUNK, EventLoop, LineSplitter, LineTooLong, OutStream, Timer
+from shim.framing import LinePart, LineSplitter, LineTooLong
+from shim.loop import CHUNK, HIGH_WATER, SMALL_CHUNK, EventLoop, OutStream, Timer
+from shim.streaming import Streamed
 from shim.target import Target
 
 log = logging.getLogger("mcp-action-firewall")
@@ -24,7 +32,13 @@ log = logging.getLogger("mcp-action-firewall")
 #: Lines from the agent must be parsed whole before they are judged, so they are bounded.
 MAX_CLIENT_LINE = 64 * 1024 * 1024
 #: Lines from the target are only relayed; the bound keeps a runaway server from eating memory.
+#: It applies to the lines that are assembled: a streamed line is bounded by backpressure instead.
 MAX_TARGET_LINE = 256 * 1024 * 1024
+#: A line from the target still unfinished after this many bytes may be relayed as it arrives: the
+#: size of the first read of a burst. A message that did not fit in it is big, and assembling it
+#: costs a copy and the whole line in memory. (A 1 MB answer comes in two reads, 64 KiB and then
+#: the rest: with a higher threshold it would be assembled after all.)
+STREAM_AFTER = SMALL_CHUNK
 #: Seconds between the steps of the shutdown sequence.
 GRACE = 0.5
 
@@ -43,7 +57,8 @@ class Relay:
         self._target_in = OutStream(loop, target.stdin_fd, on_drained=self._resume_client)
         self.firewall = Firewall(self._client_out, self._target_in, link)
         self._client_lines = LineSplitter(MAX_CLIENT_LINE)
-        self._target_lines = LineSplitter(MAX_TARGET_LINE)
+        self._target_lines = LineSplitter(MAX_TARGET_LINE, stream_after=STREAM_AFTER)
+        self._streamed: Streamed | None = None  # the target's line open on the agent's pipe
         self._client_open = True
         self._target_open = True
         self._client_want = SMALL_CHUNK  # read sizes: see shim.loop.SMALL_CHUNK
@@ -98,11 +113,11 @@ class Relay:
         if self._target_in.queued > HIGH_WATER:
             self._loop.remove_reader(self._stdin)  # the target is not reading: stop reading for it
 
-    def _client_line(self, line: bytes | LineTooLong) -> None:
+    def _client_line(self, line: bytes | LineTooLong | LinePart) -> None:
         if isinstance(line, LineTooLong):
             log.error("dropped a message from the agent: %s (limit %d)", line, MAX_CLIENT_LINE)
             self.firewall.on_client_overlong(line.head, line.size)  # its request gets an error
-        else:
+        elif isinstance(line, bytes):  # never a LinePart: the agent's lines are judged whole
             self.firewall.on_client_line(line)
 
     def _resume_client(self) -> None:
@@ -130,18 +145,46 @@ class Relay:
         if not chunk:
             self._target_eof()
             return
-        self._target_want = CHUNK if len(chunk) == self._target_want else SMALL_CHUNK
-        for line in self._target_lines.feed(chunk):
+        full = len(chunk) == self._target_want
+        lines = self._target_lines
+        for line in lines.feed(chunk):
             self._target_line(line)
+        head = lines.offer()
+        if head is not None:
+            self._streamed = self.firewall.may_stream(head)
+            if self._streamed is not None:
+                self._client_out.begin_stream()
+                for part in lines.stream():
+                    self._client_out.write_part(part)
+        # A streamed line is read in small pieces. Its bytes go straight on to the agent, whose pipe
+        # takes 64 KiB at a time (unless it was made bigger): the rest of a bigger read waits in
+        # the queue, and blocks of 1 MiB come from fresh pages (glibc maps them, or trims them
+        # away once freed), whose page faults cost more than the copying.
+        self._target_want = CHUNK if full and self._streamed is None else SMALL_CHUNK
         if self._client_out.queued > HIGH_WATER:
             self._loop.remove_reader(self._target.stdout_fd)  # the agent is not reading: wait for it
 
-    def _target_line(self, line: bytes | LineTooLong) -> None:
-        if isinstance(line, LineTooLong):
+    def _target_line(self, line: bytes | LineTooLong | LinePart) -> None:
+        if isinstance(line, LinePart):
+            if line.data:
+                self._client_out.write_part(line.data)
+            if line.last and self._streamed is not None:
+                self._client_out.end_stream()
+                self.firewall.on_target_streamed(self._streamed, line.tail)
+                self._streamed = None
+        elif isinstance(line, LineTooLong):
             log.error("dropped a message from the server: %s (limit %d)", line, MAX_TARGET_LINE)
             self.firewall.on_target_overlong(line.head, line.tail, line.size)
         else:
             self.firewall.on_target_line(line)
+
+    def _cut_stream(self) -> None:
+        """The target stopped in the middle of a streamed line: end it, so that what follows is
+        a line of its own. Its request stays in flight, to be answered with an error."""
+        if self._streamed is not None:
+            log.error("the server stopped in the middle of a message; the agent got it cut short")
+            self._client_out.end_stream()
+            self._streamed = None
 
     def _resume_target(self) -> None:
         if self._target_open:
@@ -150,6 +193,7 @@ class Relay:
     def _target_eof(self) -> None:
         for line in self._target_lines.end():
             self._target_line(line)
+        self._cut_stream()
         self._target_open = False
         self._loop.remove_reader(self._target.stdout_fd)
         self.firewall.on_target_exit()
@@ -209,6 +253,7 @@ class Relay:
         if self._target_open:
             self._target_open = False
             self._loop.remove_reader(self._target.stdout_fd)
+            self._cut_stream()
             self.firewall.on_target_exit()
         self._link.close()  # calls waiting for a verdict are answered: refused, nothing ran
         self._loop.remove_reader(self._stdin)

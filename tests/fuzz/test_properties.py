@@ -13,7 +13,7 @@ from daemon import protocol as p
 from helpers.fuzzing import FakeDaemon, Pipe, go_fold
 from shim import jsonrpc as rpc
 from shim.firewall import CONFIRM_TOOL, Firewall, rewrite_tools_list
-from shim.loop import LineSplitter, LineTooLong
+from shim.framing import LinePart, LineSplitter, LineTooLong
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -128,6 +128,40 @@ def test_lines_survive_any_chunking(lines: list[bytes], data: st.DataObject) -> 
     cuts = sorted(data.draw(st.sets(st.integers(0, len(stream)), max_size=10)))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     assert split(chunks, 1 << 20) == lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=3000).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    st.integers(1, 500),
+    st.data(),
+)
+def test_streamed_lines_survive_any_chunking(
+    lines: list[bytes], stream_after: int, data: st.DataObject
+) -> None:
+    """Streaming every line offered, however the reads split the stream, relays exactly its bytes, and
+    each streamed line's tail is its own last bytes."""
+    stream = b"".join(line + b"\n" for line in lines)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(stream)), max_size=10)))
+    splitter = LineSplitter(1 << 20, stream_after)
+    out, line_start = bytearray(), 0
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        for item in splitter.feed(stream[a:b]):
+            if isinstance(item, LinePart):
+                out += item.data
+                if item.last:
+                    assert item.tail == bytes(out[line_start:])[-4096:]
+                    out += b"\n"
+            else:
+                assert isinstance(item, bytes)
+                out += item + b"\n"
+            if out.endswith(b"\n"):
+                line_start = len(out)
+        if splitter.offer() is not None:
+            for part in splitter.stream():
+                out += part
+    assert splitter.end() == []
+    assert bytes(out) == stream
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,11 +1,12 @@
-"""The shim's loop primitives: line splitting of any size, over-long lines, and ordered writes."""
+"""The shim's loop primitives: line splitting of any size, over-long lines, streamed lines, ordered writes."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-from shim.loop import EventLoop, LineSplitter, LineTooLong, OutStream
+from shim.framing import LinePart, LineSplitter, LineTooLong
+from shim.loop import EventLoop, OutStream
 
 
 def split(chunks: list[bytes], limit: int = 1 << 30) -> list[bytes | LineTooLong]:
@@ -43,6 +44,11 @@ def test_out_stream_writes_whole_lines_in_order_under_backpressure() -> None:
     for line in lines:
         assert out.write_line(line)
     assert out.queued > 0  # the pipe could not take it all: the rest waits in the queue
+    assert drain(loop, out, r) == b"".join(line + b"\n" for line in lines)
+
+
+def drain(loop: EventLoop, out: OutStream, r: int) -> bytes:
+    """Close ``out``, run the loop until it has written everything, and return what ``r`` received."""
     received = bytearray()
 
     def read_all() -> None:
@@ -64,4 +70,93 @@ def test_out_stream_writes_whole_lines_in_order_under_backpressure() -> None:
     loop.run()
     reader.join()
     os.close(r)
-    assert bytes(received) == b"".join(line + b"\n" for line in lines)
+    return bytes(received)
+
+
+def stream_all(
+    chunks: list[bytes], stream_after: int, limit: int = 1 << 30
+) -> list[bytes | LineTooLong | LinePart]:
+    """Feed chunks, streaming every line that is offered, then end of file."""
+    splitter = LineSplitter(limit, stream_after)
+    out: list[bytes | LineTooLong | LinePart] = []
+    for chunk in chunks:
+        out += splitter.feed(chunk)
+        if splitter.offer() is not None:
+            out += [LinePart(part) for part in splitter.stream()]
+    return out + splitter.end()
+
+
+def test_unfinished_line_is_offered_once_past_the_threshold_then_assembled_if_not_taken() -> None:
+    """The head of a line still arriving is offered once; a line not taken comes out whole as before."""
+    splitter = LineSplitter(1 << 20, stream_after=100)
+    assert splitter.feed(b"a\n{" + b"x" * 50) == [b"a"]
+    assert splitter.offer() is None  # 51 bytes: under the threshold
+    assert splitter.feed(b"y" * 5000) == []
+    assert splitter.offer() == (b"{" + b"x" * 50 + b"y" * 5000)[:4096]
+    assert splitter.offer() is None  # once a line
+    assert splitter.feed(b"z\nb\n") == [b"{" + b"x" * 50 + b"y" * 5000 + b"z", b"b"]
+    assert splitter.feed(b"c" * 200) == []
+    assert splitter.offer() is not None  # the next line is offered in its turn
+
+
+def test_streamed_line_comes_out_in_parts_in_place_with_its_tail_and_no_size_limit() -> None:
+    """A streamed line's pieces come between the lines around it; the last carries the line's tail."""
+    line = b'{"result":{"text":"' + bytes(range(48, 58)) * 2000 + b'"},"jsonrpc":"2.0","id":7}'
+    chunks = [b"first\n" + line[:1000], line[1000:9000], line[9000:] + b"\nnext\n"]
+    out = stream_all(chunks, stream_after=500, limit=5000)  # the line is four times the limit
+    assert out[0] == b"first" and out[-1] == b"next"
+    parts = [part for part in out[1:-1] if isinstance(part, LinePart)]
+    assert len(parts) == len(out) - 2
+    assert b"".join(part.data for part in parts) == line
+    assert [part.last for part in parts] == [False] * (len(parts) - 1) + [True]
+    assert parts[-1].tail == line[-4096:]
+
+
+def test_streamed_line_cut_by_end_of_file_yields_nothing_more() -> None:
+    """At end of file an open streamed line is its streamer's to end; the splitter starts afresh."""
+    splitter = LineSplitter(1 << 20, stream_after=10)
+    splitter.feed(b"x" * 20)
+    assert splitter.offer() == b"x" * 20
+    assert splitter.stream() == [b"x" * 20]
+    (part,) = splitter.feed(b"y" * 5)
+    assert isinstance(part, LinePart) and (part.data, part.last) == (b"y" * 5, False)
+    assert splitter.end() == []
+    assert splitter.feed(b"new\n") == [b"new"]
+
+
+def test_line_not_streamed_keeps_the_size_limit() -> None:
+    """Offered and not taken, a line over the limit is skipped and reported as before."""
+    splitter = LineSplitter(100, stream_after=10)
+    splitter.feed(b'{"id":1,' + b"x" * 50)
+    assert splitter.offer() is not None
+    (too_long,) = splitter.feed(b"y" * 300 + b"\n")
+    assert isinstance(too_long, LineTooLong) and too_long.size == 358
+
+
+def test_lines_written_while_a_line_streams_come_after_it_in_order() -> None:
+    """Nothing lands inside a streamed line: other lines wait for its newline, then go in order."""
+    r, w = os.pipe()
+    loop = EventLoop()
+    out = OutStream(loop, w)
+    out.write_line(b"before")
+    out.begin_stream()
+    parts = [bytes([65 + i]) * 100_000 for i in range(4)]  # more than the pipe holds: parts queue
+    for i, part in enumerate(parts):
+        assert out.write_part(part)
+        assert out.write_line(b"held %d" % i)
+    assert out.queued > 0
+    assert out.end_stream()
+    out.write_line(b"after")
+    expected = b"before\n" + b"".join(parts) + b"\nheld 0\nheld 1\nheld 2\nheld 3\nafter\n"
+    assert drain(loop, out, r) == expected
+
+
+def test_close_ends_an_open_streamed_line_first() -> None:
+    """Closing in the middle of a streamed line ends it, so what waited behind it is written too."""
+    r, w = os.pipe()
+    loop = EventLoop()
+    out = OutStream(loop, w)
+    out.begin_stream()
+    out.write_part(b'{"result":')
+    out.write_line(b"held")
+    assert drain(loop, out, r) == b'{"result":\nheld\n'
