@@ -110,7 +110,7 @@ class Peer:
             if not ended.done():
                 ended.set_exception(exc)
 
-        def flush() -> None:
+        def flush() -> None:  # the writer callback, only while answers wait in the outbox
             try:
                 while self._outbox:
                     head = self._outbox[0]
@@ -143,12 +143,22 @@ class Peer:
             except Exception as exc:  # a ProtocolError, or a bug: raised from serve() below
                 fail(exc)
                 return
-            if replies:
-                self._outbox.append(memoryview(b"".join(p.encode(m) for m in replies)))
-                flush()
-                if self._outbox:
-                    loop.remove_reader(fd)  # until the peer has read what it was sent
-                    loop.add_writer(fd, flush)
+            if not replies:
+                return
+            out = p.encode(replies[0]) if len(replies) == 1 else b"".join(map(p.encode, replies))
+            # Nothing else is done after this send: the shim it wakes often runs on this CPU, and
+            # whatever this process still has to do would run before the shim's next message.
+            try:
+                sent = self._raw.send(out)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                fail(anyio.BrokenResourceError(str(exc)))
+                return
+            if sent < len(out):
+                self._outbox.append(memoryview(out)[sent:])
+                loop.remove_reader(fd)  # until the peer has read what it was sent
+                loop.add_writer(fd, flush)
 
         loop.add_reader(fd, readable)
         try:
