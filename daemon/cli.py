@@ -210,6 +210,13 @@ def _owner_of(path: str) -> str:
         return "?"
 
 
+def _loop_options() -> dict[str, object]:
+    """uvloop when it is installed (a faster loop for the same asyncio code), else asyncio's own."""
+    import importlib.util
+
+    return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+
+
 def _activated_socket() -> socket.socket | None:
     """The listening socket systemd passed us (``LISTEN_FDS``), if any."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
@@ -277,7 +284,7 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
                     break
 
     try:
-        anyio.run(serve)
+        anyio.run(serve, backend_options=_loop_options())
     except OSError as exc:
         print(f"firewalld: cannot listen on {settings.socket_path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
