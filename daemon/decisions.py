@@ -37,7 +37,7 @@ class Decisions:
     def decide(self, session: Session, msg: p.Decide) -> p.Verdict:
         """Judge one call, record the decision, and pause it if it needs approval."""
         try:
-            params = json.loads(msg.params)
+            params = json.loads(msg.params.decode())  # str: json skips guessing the encoding
             tool = params["name"]
             arguments = params.get("arguments")
             if not isinstance(tool, str):
