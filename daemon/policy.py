@@ -32,6 +32,7 @@ argument conditions.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, KeysView, Mapping
 from dataclasses import dataclass
@@ -95,12 +96,21 @@ def _norm_key(text: str) -> str:
 class _Args:
     """One call's arguments, with the key index and normalized strings built on first use."""
 
-    __slots__ = ("raw", "_index", "_texts")
+    __slots__ = ("raw", "_index", "_texts", "_held")
 
     def __init__(self, raw: object) -> None:
         self.raw = raw
         self._index: dict[str, list[object]] | None = None
         self._texts: dict[str, str] = {}
+        self._held: dict[str, bool] = {}
+
+    def holds(self, cond: _Condition) -> bool:
+        """``cond.holds(self)``, once per distinct condition per call: policies repeat conditions
+        (the same SQL regex or path test under several tools), and each is tested once."""
+        held = self._held.get(cond.test)
+        if held is None:
+            held = self._held[cond.test] = cond.holds(self)
+        return held
 
     def keys(self) -> KeysView[str]:
         """Every normalized key, at any depth (the index's keys)."""
@@ -161,6 +171,7 @@ class _Condition:
     """A compiled :class:`~daemon.config.Condition`: one selector and exactly one test set."""
 
     label: str
+    test: str  # what it tests, for telling identical conditions of different rules apart
     key: str | None
     path: tuple[PathStep, ...] | None
     has_equals: bool
@@ -175,6 +186,7 @@ class _Condition:
         test = next(n for n in ("equals", "contains", "regex", "exists") if n in cond.model_fields_set)
         return cls(
             label=f"{label} ({where} {test} {getattr(cond, test)!r})",
+            test=f"{where} {test} {json.dumps(getattr(cond, test), sort_keys=True)}",
             key=normalize(cond.key) if cond.key is not None else None,
             path=parse_path(cond.path) if cond.path is not None else None,
             has_equals=test == "equals",
@@ -270,7 +282,7 @@ class _Rule:
                     f"annotation {name} is {str(hints[name]).lower()}, the rule wants {str(wanted).lower()}"
                 )
         for cond in self.conditions:
-            if not cond.holds(args):
+            if not args.holds(cond):
                 return f"{cond.label} does not hold"
         return None
 

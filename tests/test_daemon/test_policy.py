@@ -491,3 +491,42 @@ def test_number_regex_sees_plain_digits_however_the_number_is_spelt(amount: floa
     policy = compile_policy(PolicyFile.model_validate(cfg), None)
     assert policy.decide("refund", {"amount": amount}).action == "deny"
     assert policy.decide("refund", {"amount": 99.5}).action == "allow"
+
+
+def test_a_condition_shared_by_rules_is_tested_once_and_never_confused_with_a_near_twin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Identical conditions under several rules give one answer per call; near twins stay apart."""
+    from daemon import policy as policy_module
+
+    tested: list[str] = []
+    real = policy_module._Condition.holds
+
+    def counting(cond: Any, args: Any) -> bool:
+        tested.append(cond.test)
+        return real(cond, args)
+
+    monkeypatch.setattr(policy_module._Condition, "holds", counting)
+    pol = rules(
+        {"tool": "pay", "args": [{"key": "amount", "equals": "1"}], "action": "deny"},
+        {"tool": "pay", "args": [{"key": "amount", "regex": "^9"}], "action": "deny"},
+        {"tool": "pay", "args": [{"key": "amount", "equals": 1}], "action": "approve"},
+        {
+            "tool": "pay",
+            "args": [{"key": "amount", "equals": 1}, {"key": "note", "exists": True}],
+            "action": "deny",
+        },
+        {"tool": "*", "args": [{"key": "amount", "equals": 2}], "action": "deny"},
+        {
+            "tool": "pay",
+            "args": [{"key": "amount", "equals": 2}, {"path": "$.amount", "equals": 2}],
+            "action": "approve",
+        },
+    )
+    assert pol.decide("pay", {"amount": 1}).rule == "global.rules[2]"  # not the string "1" nor a regex
+    assert pol.decide("pay", {"amount": 1, "note": "x"}).rule == "global.rules[2]"  # first match wins
+    assert pol.decide("pay", {"amount": 99}).rule == "global.rules[1]"
+    tested.clear()
+    assert pol.decide("pay", {"amount": 2, "note": "x"}).rule == "global.rules[4]"
+    assert len(tested) == len(set(tested)) == 4  # rules 2 and 3 share "equals 1": tested once
+    assert pol.decide("refund", {"amount": 3}).action == pol.decide("refund", {}).action
