@@ -39,3 +39,19 @@ def test_quick_benchmark_completes(tmp_path: Path) -> None:
     assert {line["ok"] for line in data["budget"]} <= {True, False}
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_ab_compares_a_tree_with_the_target_alone() -> None:
+    """`python -m bench.ab TREE` runs each variant, round by round, and prints one row per variant."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ab", str(ROOT), "--rounds", "2", "--calls", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    header, direct, tree = proc.stdout.splitlines()
+    assert header.split()[:4] == ["variant", "p50", "p90", "p99"]
+    assert direct.split()[0] == "direct" and float(direct.split()[4]) == 0.0
+    assert tree.split()[0] == str(ROOT) and all(float(x) > 0 for x in tree.split()[1:4])
