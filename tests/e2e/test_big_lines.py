@@ -21,7 +21,7 @@ import pytest
 from conftest import Daemon, shim_command, write_config
 from fixtures.big_server import answer_line, blob_result, tools
 from helpers.mcp_agent import FIXTURES
-from helpers.wire import DEADLINE, Peer, call, jline, request
+from helpers.wire import DEADLINE, Peer, call, jline, reap, request
 
 BIG_SERVER = [sys.executable, str(FIXTURES / "big_server.py")]
 GONE = -32001
@@ -107,16 +107,7 @@ class RawAgent:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=DEADLINE)
-        self._reader.join(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        reap(self.proc, self._reader)
 
 
 @pytest.mark.parametrize("id_last", [False, True], ids=["id_first", "id_last"])

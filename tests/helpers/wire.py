@@ -60,6 +60,20 @@ def initialize(msg_id: int | str = 0, version: str = "2025-11-25", **capabilitie
     return request(msg_id, "initialize", params)
 
 
+def reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
+    """Kill ``proc`` if it still runs, wait for it and its reader thread, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=DEADLINE)
+    reader.join(timeout=5)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
 class Peer:
     """The agent's end of a stdio MCP connection, byte-exact."""
 
@@ -142,16 +156,7 @@ class Peer:
 
     def kill(self) -> None:
         """Make sure the peer is gone, and release its pipes."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=DEADLINE)
-        self._reader.join(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        reap(self.proc, self._reader)
         if not isinstance(self._stderr, int):
             self._stderr.close()
 

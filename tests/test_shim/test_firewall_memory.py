@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from daemon import protocol as p
+from helpers.memory import FakeLink, Lines
 from shim.firewall import CONFIRM_TOOL, Firewall, response_id, rewrite_tools_list
-
-
-class Lines:
-    """A pipe end that keeps what was written."""
-
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write_line(self, line: bytes) -> bool:
-        self.lines.append(line)
-        return True
-
-    def json(self) -> list[Any]:
-        return [json.loads(line) for line in self.lines]
-
-
-class FakeLink:
-    """Records requests; the test answers them."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[p.Message, Callable[[p.Message | None, str], None]]] = []
-        self.notes: list[p.Message] = []
-
-    def request(
-        self, make: Callable[[int], p.Message], callback: Callable[[p.Message | None, str], None]
-    ) -> None:
-        self.requests.append((make(len(self.requests) + 1), callback))
-
-    def notify(self, message: p.Message, *, sticky: str | None = None) -> None:
-        self.notes.append(message)
-
-    def answer(self, index: int, reply: p.Message | None, why: str = "") -> None:
-        self.requests[index][1](reply, why)
 
 
 @pytest.fixture

@@ -7,44 +7,16 @@ the target exits (an error for every request still in flight).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from daemon import protocol as p
+from helpers.memory import FakeLink, Lines
 from shim.firewall import CONFIRM_TOOL, Firewall
 from shim.streaming import Streamed
 
 GONE = -32001
-Callback = Callable[[p.Message | None, str], None]
-
-
-class Lines:
-    """A pipe end that keeps what was written."""
-
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write_line(self, line: bytes) -> bool:
-        self.lines.append(line)
-        return True
-
-    def json(self) -> list[Any]:
-        return [json.loads(line) for line in self.lines]
-
-
-class FakeLink:
-    """Records the firewall's requests to the daemon; the test answers them."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[p.Message, Callback]] = []
-
-    def request(self, make: Callable[[int], p.Message], callback: Callback) -> None:
-        self.requests.append((make(len(self.requests) + 1), callback))
-
-    def notify(self, message: p.Message, *, sticky: str | None = None) -> None:
-        pass
 
 
 @pytest.fixture
