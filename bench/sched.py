@@ -73,19 +73,24 @@ def record(
         _write("buffer_size_kb", "32768")
         for event in _EVENTS:
             _write(f"events/{event}/enable", "1")
-        with open(TRACEFS / "trace_marker", "w") as marker:
-            _write("tracing_on", "1")
-            for line in lines[warmup:]:
-                marker.write("CALL\n")
-                marker.flush()
-                peer.send(line)
-                peer.recv()
-                marker.write("DONE\n")
-                marker.flush()
+        try:
+            with open(TRACEFS / "trace_marker", "w") as marker:
+                _write("tracing_on", "1")
+                for line in lines[warmup:]:
+                    marker.write("CALL\n")
+                    marker.flush()
+                    peer.send(line)
+                    peer.recv()
+                    marker.write("DONE\n")
+                    marker.flush()
+        finally:
             _write("tracing_on", "0")
-        for event in _EVENTS:
-            _write(f"events/{event}/enable", "0")
-        return (TRACEFS / "trace").read_text(), peer.pid, [int(c) for c in children]
+            for event in _EVENTS:
+                _write(f"events/{event}/enable", "0")
+        trace = (TRACEFS / "trace").read_text()
+        _write("trace", "")
+        _write("buffer_size_kb", "1408")
+        return trace, peer.pid, [int(c) for c in children]
     finally:
         peer.kill()
 

@@ -284,9 +284,9 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
                     tg.cancel_scope.cancel()
                     break
 
-    # Modules, settings and the policy are loaded and live as long as the daemon: out of the
-    # collector's sight, a full collection (7 ms over these 35,000 objects, every decision
-    # waiting behind it) never walks them again.
+    # Modules and settings are loaded and live as long as the daemon: out of the collector's
+    # sight, a full collection (7 ms over these 35,000 objects, every decision waiting behind it)
+    # never walks them again.
     gc.freeze()
     try:
         anyio.run(serve, backend_options=_loop_options())

@@ -140,12 +140,12 @@ class Peer:
                 return
             try:
                 replies = answer(self._decoder.feed(data))
+                if not replies:
+                    return
+                out = p.encode(replies[0]) if len(replies) == 1 else b"".join(map(p.encode, replies))
             except Exception as exc:  # a ProtocolError, or a bug: raised from serve() below
                 fail(exc)
                 return
-            if not replies:
-                return
-            out = p.encode(replies[0]) if len(replies) == 1 else b"".join(map(p.encode, replies))
             # Nothing else is done after this send: the shim it wakes often runs on this CPU, and
             # whatever this process still has to do would run before the shim's next message.
             try:

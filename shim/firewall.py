@@ -66,6 +66,8 @@ class Firewall(Confirmations, Streaming):
         self._continuations: dict[str, tuple[str, bytes, Any]] = {}  # token -> action, params, state
         self._client_info: tuple[str, str, str] | None = None
         self.target_alive = True
+        #: tools/list pages and approved calls sent so far (see Streaming.may_end_stream).
+        self.whole_answers_asked = 0
 
     def _request(self, make: Any, callback: Any) -> None:
         self._link.request(make, callback)
@@ -125,6 +127,7 @@ class Firewall(Confirmations, Streaming):
                     self._inflight[msg_id] = method
                     if method == "tools/list":
                         self._list_first_page[msg_id] = params.get("cursor") is None
+                        self.whole_answers_asked += 1
             if not alive:
                 self._answer_gone(msg_id)
                 return
@@ -299,6 +302,7 @@ class Firewall(Confirmations, Streaming):
                 self._inflight[msg_id] = "tools/call"
                 if action_id is not None:
                     self._replays[msg_id] = (action_id, params_json)
+                    self.whole_answers_asked += 1
         if not alive or not self._target.write_line(line):
             self._answer_gone(msg_id)
 

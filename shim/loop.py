@@ -162,6 +162,7 @@ class OutStream:
         self._close_when_drained = False
         self._on_drained = on_drained
         self._held: list[bytes] | None = None  # lines written while a streamed line is open
+        self.held = 0  # their size: the relay stops reading what would add to them past HIGH_WATER
         # A terminal or file stays blocking (and shared with whoever else uses it); a pipe or a
         # socket that is ours alone becomes non-blocking.
         mode = os.fstat(fd).st_mode
@@ -179,6 +180,7 @@ class OutStream:
             return False
         if self._held is not None:
             self._held.append(line)
+            self.held += len(line) + 1
             return True
         if self._queue:
             self._queue.append(memoryview(line))
@@ -238,6 +240,7 @@ class OutStream:
     def end_stream(self) -> bool:
         """End the streamed line with its newline, then write the lines held meanwhile, in order."""
         held, self._held = self._held, None
+        self.held = 0
         if held is None:
             return not (self.closed or self._close_when_drained)
         ok = self.write_part(b"\n")
@@ -273,6 +276,7 @@ class OutStream:
         self._queue.clear()
         if self._held is not None:
             self._held = []
+        self.held = 0
         self.queued = 0
         self._really_close()
 

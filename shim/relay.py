@@ -39,6 +39,8 @@ MAX_TARGET_LINE = 256 * 1024 * 1024
 #: costs a copy and the whole line in memory. (A 1 MB answer comes in two reads, 64 KiB and then
 #: the rest: with a higher threshold it would be assembled after all.)
 STREAM_AFTER = SMALL_CHUNK
+#: Blanks after the last byte of a streamed line that are held back with it, at most.
+_MAX_HOLD = 1 << 20
 #: Seconds between the steps of the shutdown sequence.
 GRACE = 0.5
 
@@ -59,6 +61,8 @@ class Relay:
         self._client_lines = LineSplitter(MAX_CLIENT_LINE)
         self._target_lines = LineSplitter(MAX_TARGET_LINE, stream_after=STREAM_AFTER)
         self._streamed: Streamed | None = None  # the target's line open on the agent's pipe
+        self._stream_hold = b""  # its last byte that is not blank, and any blanks after it
+        self._client_waits_for_stream = False  # the agent is not read until the streamed line ends
         self._client_open = True
         self._target_open = True
         self._client_want = SMALL_CHUNK  # read sizes: see shim.loop.SMALL_CHUNK
@@ -112,6 +116,11 @@ class Relay:
             self._client_line(line)
         if self._target_in.queued > HIGH_WATER:
             self._loop.remove_reader(self._stdin)  # the target is not reading: stop reading for it
+        elif self._client_out.held > HIGH_WATER:
+            # The shim's own answers wait behind a streamed line (a server stalled in the middle of
+            # one): stop reading what would add to them until it ends.
+            self._loop.remove_reader(self._stdin)
+            self._client_waits_for_stream = True
 
     def _client_line(self, line: bytes | LineTooLong | LinePart) -> None:
         if isinstance(line, LineTooLong):
@@ -155,7 +164,7 @@ class Relay:
             if self._streamed is not None:
                 self._client_out.begin_stream()
                 for part in lines.stream():
-                    self._client_out.write_part(part)
+                    self._stream_part(part)
         # A streamed line is read in small pieces. Its bytes go straight on to the agent, whose pipe
         # takes 64 KiB at a time (unless it was made bigger): the rest of a bigger read waits in
         # the queue, and blocks of 1 MiB come from fresh pages (glibc maps them, or trims them
@@ -166,25 +175,66 @@ class Relay:
 
     def _target_line(self, line: bytes | LineTooLong | LinePart) -> None:
         if isinstance(line, LinePart):
-            if line.data:
-                self._client_out.write_part(line.data)
-            if line.last and self._streamed is not None:
-                self._client_out.end_stream()
-                self.firewall.on_target_streamed(self._streamed, line.tail)
-                self._streamed = None
+            if self._streamed is None:
+                return  # the rest of a line already ended (see _stream_part)
+            self._stream_part(line.data)
+            if line.last:
+                self._end_stream(line.tail)
         elif isinstance(line, LineTooLong):
             log.error("dropped a message from the server: %s (limit %d)", line, MAX_TARGET_LINE)
             self.firewall.on_target_overlong(line.head, line.tail, line.size)
         else:
             self.firewall.on_target_line(line)
 
+    def _stream_part(self, data: bytes) -> None:
+        """Write the next piece of a streamed line, all but its last byte that is not whitespace.
+
+        That byte (the ``}`` that closes the message, once the line is complete) is held back
+        until the line ends, so that a line which must not be read as an answer can still be
+        left unreadable by every parser, one that reads JSON values off the stream included.
+        """
+        end = len(data.rstrip(b" \t\r"))
+        if end == 0:  # whitespace only: it follows the byte held back
+            self._stream_hold += data
+            if len(self._stream_hold) > _MAX_HOLD:  # only a hostile line ends in megabytes of blanks
+                self._end_stream(b"", refuse=True)
+            return
+        if self._stream_hold:
+            self._client_out.write_part(self._stream_hold)
+        if end > 1:
+            self._client_out.write_part(data[: end - 1])
+        self._stream_hold = data[end - 1 :]
+
+    def _end_stream(self, tail: bytes, *, refuse: bool = False) -> None:
+        """The streamed line ends: with its last byte if the firewall says it may be read as it
+        came, else without (the agent cannot parse it, and the request it named gets an error)."""
+        streamed, self._streamed = self._streamed, None
+        if streamed is None:
+            return
+        hold, self._stream_hold = self._stream_hold, b""
+        if not refuse and self.firewall.may_end_stream(streamed):
+            self._client_out.write_part(hold)
+            self._client_out.end_stream()
+            self.firewall.on_target_streamed(streamed, tail)
+        else:
+            self._client_out.end_stream()
+            self.firewall.on_target_poisoned(streamed, tail)
+        if self._client_waits_for_stream and self._client_open:
+            self._client_waits_for_stream = False
+            self._loop.add_reader(self._stdin, self._on_client)
+
     def _cut_stream(self) -> None:
-        """The target stopped in the middle of a streamed line: end it, so that what follows is
-        a line of its own. Its request stays in flight, to be answered with an error."""
+        """The target stopped in the middle of a streamed line: end it (without the byte held
+        back), so that what follows is a line of its own. Its request stays in flight, to be
+        answered with an error."""
         if self._streamed is not None:
             log.error("the server stopped in the middle of a message; the agent got it cut short")
+            self._stream_hold = b""
             self._client_out.end_stream()
             self._streamed = None
+            if self._client_waits_for_stream and self._client_open:
+                self._client_waits_for_stream = False
+                self._loop.add_reader(self._stdin, self._on_client)
 
     def _resume_target(self) -> None:
         if self._target_open:

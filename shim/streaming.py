@@ -15,17 +15,17 @@ anything else is assembled as before:
 3. ``{"jsonrpc":"2.0","method"`` (an id may come first): the server's own request or
    notification, which answers nothing.
 
-A response (1 or 2) streams only if no tools/list page and no approved call is in flight at all.
-For 2 the shim cannot tell which request it answers until it ends; for 1 the id at the head is
-not proof either: a line that repeats ``"id"`` is read by most parsers with the *last* one, so a
-head that names another request could end by answering the tools/list page. A request sent later
-cannot be what the line answers (the server began it before the request arrived), and tools/list
-pages and approved calls are rare and short: the cost is that an answer racing one is assembled.
+A response (1 or 2) streams only if no tools/list page and no approved call is in flight. Its id
+cannot be known for sure before its end (a repeated or escaped ``"id"`` key anywhere in it is what
+the agent's parser reads), so the relay holds back its last byte that is not blank (the ``}`` that
+closes it) until it ends; if a tools/list page or an approved call was sent while it streamed, that
+byte is left out and the agent cannot read the line as an answer to anything (see
+:meth:`Streaming.may_end_stream`). An honest server cannot answer a request that it had not yet
+received when it began the line: its answer only raced, and its request gets an error instead.
 
-A response's id leaves the in-flight table when its line ends (for shape 2, read from the
-line's last bytes). A line that the target's exit cuts short leaves it there: the agent got a
-line it cannot parse, and :meth:`shim.firewall.Firewall.on_target_exit` answers the request with
-an error.
+While a line streams, the shim's own lines to the agent wait for its end (nothing may land inside
+it); past :data:`shim.loop.HIGH_WATER` of them the relay stops reading the agent until it ends.
+
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
-from shim.confirm import debug
+from shim.confirm import Writer, debug
 from shim.jsonrpc import JsonId
 from shim.listing import NOT_A_RESPONSE, head_shape, tail_id
 
@@ -50,15 +50,20 @@ class Streamed(NamedTuple):
     """A response: its id leaves the in-flight table when it ends."""
     msg_id: Any
     """The id from its head, or :data:`shim.listing.NOT_A_RESPONSE` (read it from the tail)."""
+    asked: int = 0
+    """:attr:`Streaming.whole_answers_asked` when it began."""
 
 
 class Streaming:
     """The streaming half of :class:`shim.firewall.Firewall`, which provides the state below."""
 
     _lock: threading.Lock
+    whole_answers_asked: int
     _inflight: dict[JsonId, str]
     _list_first_page: dict[JsonId, bool]
     _replays: dict[JsonId, tuple[str, bytes]]
+
+    _client: Writer
 
     def _notify(self, message: p.Message, *, sticky: str | None = None) -> None:
         raise NotImplementedError
@@ -77,10 +82,50 @@ class Streaming:
                 return Streamed(False, NOT_A_RESPONSE)
             with self._lock:
                 needed = bool(self._list_first_page or self._replays)
-            return None if needed else Streamed(True, msg_id)
+            return None if needed else Streamed(True, msg_id, self.whole_answers_asked)
         except Exception as exc:  # assembling is always safe
             log.error("internal error on the head of a message from the server: %r", exc, exc_info=debug())
             return None
+
+    def may_end_stream(self, streamed: Streamed) -> bool:
+        """Whether a streamed line may be ended as it came; if not, the relay leaves out its last
+        byte (which closes it), and the agent cannot read it as an answer to anything.
+
+        A response may not end as it came if a tools/list page or an approved call was sent to
+        the server while it streamed (or waits now): the line's id cannot be known before the
+        agent reads it (a repeated or escaped ``"id"`` key anywhere in it decides), and a server
+        that guessed the new request's id could end the line as its answer, unrewritten and
+        unaudited. An honest server cannot answer a request it had not received when it began
+        the line; its answer only races, and gets an error instead (see
+        :meth:`on_target_poisoned`).
+        """
+        if not streamed.answer:
+            return True
+        with self._lock:
+            waiting = bool(self._list_first_page or self._replays)
+        return not waiting and self.whole_answers_asked == streamed.asked
+
+    def on_target_poisoned(self, streamed: Streamed, tail: bytes) -> None:
+        """A streamed answer was left unreadable (see :meth:`may_end_stream`): the request its
+        head or tail names, if any, gets an error, unless it is the page or call it raced."""
+        try:
+            msg_id = tail_id(tail) if streamed.msg_id is NOT_A_RESPONSE else streamed.msg_id
+            if not rpc.valid_id(msg_id):
+                return
+            with self._lock:
+                if msg_id in self._list_first_page or msg_id in self._replays:
+                    return  # its real answer is still to come
+                if self._inflight.pop(msg_id, None) is None:
+                    return
+        except Exception as exc:  # the reader must outlive any message
+            log.error("internal error at the end of a message from the server: %r", exc, exc_info=debug())
+            return
+        log.warning("dropped the server's answer to %r: it raced a tools/list or an approved call", msg_id)
+        text = (
+            "The MCP Action Firewall dropped the server's answer: it was still arriving when a tool "
+            "listing or an approved call was sent, and could have been taken for their answer. Retry."
+        )
+        self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, text))
 
     def on_target_streamed(self, streamed: Streamed, tail: bytes) -> None:
         """A streamed line has ended (with its newline); ``tail`` is its last bytes."""

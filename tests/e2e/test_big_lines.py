@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import Daemon, shim_command, write_config
-from fixtures.big_server import answer_line, blob_result, tools
+from fixtures.big_server import PHISH, answer_line, blob_result, tools
 from helpers.mcp_agent import FIXTURES
 from helpers.wire import DEADLINE, Peer, call, jline, reap, request
 
@@ -89,9 +89,16 @@ class RawAgent:
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one message and its newline."""
+        self.send_raw(jline(message) + b"\n")
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (blocks while the shim is not reading)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(jline(message) + b"\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the shim was killed while this waited
+            pass
 
     def wait(self, *, size: int = 0, lines: int = 0, deadline: float = DEADLINE) -> bytes:
         """Everything received once there are ``size`` bytes and ``lines`` newlines (fails at end of file)."""
@@ -178,9 +185,10 @@ def test_answer_written_while_a_line_streams_comes_after_it(daemon: Daemon, tmp_
 def test_server_dying_mid_line_ends_it_and_answers_the_call(
     orphan: bool, daemon: Daemon, tmp_path: Path
 ) -> None:
-    """A server that exits half-way through a big answer: the agent gets the half, ended by a newline,
-    then an error under the call's id (it could not parse the half). Also when a child of the server
-    keeps the pipe open, so that the shim gives up on it instead of seeing its end."""
+    """A server that exits half-way through a big answer: the agent gets the half (less its last
+    byte, held back until a line ends), ended by a newline, then an error under the call's id (it
+    could not parse the half). Also when a child of the server keeps the pipe open, so that the
+    shim gives up on it instead of seeing its end."""
     size = 2_000_000
     with Peer(big_shim(tmp_path, ALLOW_ALL), daemon.env) as peer:
         peer.send(call(1, "die_mid_line", {"size": size, "orphan": orphan}))
@@ -188,7 +196,7 @@ def test_server_dying_mid_line_ends_it_and_answers_the_call(
         code = peer.close()
     line = answer_line(1, blob_result(size))
     assert len(rest) == 2, rest[1:]
-    assert rest[0] == line[: len(line) // 2] + b"\n"
+    assert rest[0] == line[: len(line) // 2 - 1] + b"\n"
     error = json.loads(rest[1])
     assert (error["id"], error["error"]["code"]) == (1, GONE)
     assert code == 3
@@ -208,3 +216,44 @@ def test_slow_agent_does_not_grow_the_shims_memory(daemon: Daemon, tmp_path: Pat
     # Assembled, or queued for the agent whole, the answer alone would be 47 MB; streamed, the shim
     # holds its high-water mark and a read or two of it.
     assert after - before < 12 * 1024, f"peak RSS grew by {(after - before) // 1024} MiB"
+
+
+def test_an_answer_racing_a_tools_list_cannot_pass_as_its_answer(daemon: Daemon, tmp_path: Path) -> None:
+    """A server holds a big answer open, then ends it as the answer to a tools/list the agent sent
+    meanwhile (a guessed id), listing a firewall_confirm of its own. The shim has relayed most of the
+    line already; it leaves its last byte out, so no agent can read it, and the real listing follows."""
+    with RawAgent(big_shim(tmp_path, ALLOW_ALL), daemon.env) as agent:
+        agent.send(call(1, "hostile_list", {}))
+        agent.wait(size=150_000)  # most of the line is out
+        agent.send(request(7, "tools/list"))
+        data = agent.wait(lines=3)
+    hostile, answer, listing, rest = data.split(b"\n")
+    assert rest == b""
+    assert PHISH.encode() in hostile
+    with pytest.raises(ValueError):
+        json.loads(hostile)
+    assert json.loads(answer)["id"] == 1
+    listed = json.loads(listing)
+    assert listed["id"] == 7
+    (confirm,) = [t for t in listed["result"]["tools"] if t["name"] == "firewall_confirm"]
+    assert confirm["description"] != PHISH
+
+
+def test_the_shims_answers_held_behind_a_stalled_line_stay_bounded(daemon: Daemon, tmp_path: Path) -> None:
+    """While a server stalls in the middle of a big answer, the shim's own answers wait behind it; past
+    a bound the shim stops reading the agent (which then blocks), instead of holding them all."""
+    with RawAgent(big_shim(tmp_path, ALLOW_ALL), daemon.env) as agent:
+        agent.send(call(1, "stall_blob", {"size": 2_000_000}))
+        agent.wait(size=500_000)
+        before = peak_rss_kib(agent.proc.pid)
+        refused = jline({"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": {"name": 5}}) + b"\n"
+        sent = threading.Event()
+        writer = threading.Thread(target=lambda: (agent.send_raw(refused * 100_000), sent.set()), daemon=True)
+        writer.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not sent.is_set():
+            time.sleep(0.1)
+        grown = peak_rss_kib(agent.proc.pid) - before
+        blocked = not sent.is_set()  # (killing the shim on the way out unblocks the writer)
+    assert blocked, "the shim read 100,000 requests it could not answer yet"
+    assert grown < 12 * 1024, f"shim peak RSS grew {grown} KiB"
