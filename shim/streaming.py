@@ -123,7 +123,8 @@ class Streaming:
         log.warning("dropped the server's answer to %r: it raced a tools/list or an approved call", msg_id)
         text = (
             "The MCP Action Firewall dropped the server's answer: it was still arriving when a tool "
-            "listing or an approved call was sent, and could have been taken for their answer. Retry."
+            "listing or an approved call was sent, and could have been taken for their answer (or it "
+            "ended in a megabyte of blanks). Retry."
         )
         self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, text))
 
