@@ -321,7 +321,7 @@ class Firewall(Confirmations, Streaming):
             log.debug("the agent has gone; dropping a line from the target")
 
     def _target_response(self, line: bytes) -> bytes:
-        msg_id = response_id(line)
+        msg_id = response_id(line, exact=bool(self._list_first_page or self._replays))
         if msg_id is NOT_A_RESPONSE:
             return line
         with self._lock:

@@ -40,7 +40,6 @@ CONFIRM_TOOL_DEF: dict[str, Any] = {
 #: Responses over this size are not parsed just to learn their id (see :func:`response_id`).
 _PARSE_LIMIT = 256 * 1024
 _SCALAR_ID = rb'(-?\d{1,30}|"(?:[^"\\\r\n]|\\.){0,200}")'
-_HEAD_ID = re.compile(rb'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*' + _SCALAR_ID + rb"\s*,")
 _TAIL_ID = re.compile(rb',\s*"id"\s*:\s*' + _SCALAR_ID + rb'\s*(?:,\s*"jsonrpc"\s*:\s*"2\.0"\s*)?\}\s*$')
 #: How a line starts: ``{``, maybe an id with ``"jsonrpc":"2.0"`` before or after it (sorted keys put it
 #: after), then the member that says what the line is.
@@ -57,18 +56,23 @@ _HEAD = re.compile(
 NOT_A_RESPONSE: Any = object()
 
 
-def response_id(line: bytes) -> Any:
+def response_id(line: bytes, exact: bool = False) -> Any:
     """The id of a response line, or :data:`NOT_A_RESPONSE` (requests and notifications included).
 
     Small lines are parsed. Big ones (a 10 MB file) would cost more to parse than to relay, so
     their id is read from the ends of the line, where every serialiser puts it; only if it is in
-    neither place is the line parsed. This is bookkeeping, not security: a wrong answer here can
-    only make the shim miss a tools/list rewrite or an exit error, never forward anything.
+    neither place is the line parsed. ``exact`` parses whatever the size: the ends may not be
+    what the agent reads (a line that repeats ``"id"`` is read with its last one), so the caller
+    asks for it whenever a wrong id could cost more than bookkeeping (a tools/list page or an
+    approved call in flight).
     """
-    if len(line) > _PARSE_LIMIT:
-        for match in (_HEAD_ID.match(line), _TAIL_ID.search(line, len(line) - 512)):
-            if match:
-                return json.loads(match.group(1))
+    if len(line) > _PARSE_LIMIT and not exact:
+        shape = head_shape(line)
+        if shape is not None and (shape[0] == "method" or shape[1] is not NOT_A_RESPONSE):
+            return NOT_A_RESPONSE if shape[0] == "method" else shape[1]
+        match = _TAIL_ID.search(line, len(line) - 512)
+        if match:
+            return json.loads(match.group(1))
     try:
         msg = json.loads(line)
     except (ValueError, RecursionError):

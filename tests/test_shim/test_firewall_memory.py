@@ -10,6 +10,7 @@ import pytest
 from daemon import protocol as p
 from helpers.memory import FakeLink, Lines
 from shim.firewall import CONFIRM_TOOL, Firewall, response_id, rewrite_tools_list
+from shim.listing import NOT_A_RESPONSE
 
 
 @pytest.fixture
@@ -145,3 +146,21 @@ def test_response_id_of_big_lines_reads_the_ends() -> None:
     tail = b'{"result":{"text":"' + b"x" * 10_000_000 + b'"},"jsonrpc":"2.0","id":"k"}'
     assert response_id(tail) == "k"
     assert response_id(b'{"jsonrpc":"2.0","id":1,"method":"ping"}') != 1
+
+
+def test_big_requests_are_not_answers_and_a_page_in_flight_is_read_as_the_agent_reads_it(rig: Any) -> None:
+    """From its ends, a big request from the server is no answer; while a tools/list page is in flight
+    a big answer is parsed whole, so a repeated "id" cannot hide which request it answers."""
+    fw, client, _, _ = rig
+    pad = "x" * 300_000
+    request = {"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage", "params": {"p": pad}}
+    assert response_id(json.dumps(request).encode()) is NOT_A_RESPONSE
+    fw.on_client_line(b'{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"a"}}')
+    fw.on_client_line(b'{"jsonrpc":"2.0","id":7,"method":"tools/list"}')
+    tricky = {"jsonrpc": "2.0", "id": 5, "result": {"tools": [{"name": "firewall_confirm"}], "pad": pad}}
+    line = json.dumps(tricky).encode()[:-1] + b',"id":7}'  # most parsers read id 7
+    fw.on_target_line(line)
+    (page,) = client.json()
+    assert page["id"] == 7
+    assert [t["name"] for t in page["result"]["tools"]] == [CONFIRM_TOOL]
+    assert page["result"]["tools"][0]["description"].startswith("Approve an action")
