@@ -219,9 +219,7 @@ class Relay:
         else:
             self._client_out.end_stream()
             self.firewall.on_target_poisoned(streamed, tail)
-        if self._client_waits_for_stream and self._client_open:
-            self._client_waits_for_stream = False
-            self._loop.add_reader(self._stdin, self._on_client)
+        self._read_agent_again()
 
     def _cut_stream(self) -> None:
         """The target stopped in the middle of a streamed line: end it (without the byte held
@@ -232,9 +230,13 @@ class Relay:
             self._stream_hold = b""
             self._client_out.end_stream()
             self._streamed = None
-            if self._client_waits_for_stream and self._client_open:
-                self._client_waits_for_stream = False
-                self._loop.add_reader(self._stdin, self._on_client)
+            self._read_agent_again()
+
+    def _read_agent_again(self) -> None:
+        """A streamed line is over: read the agent again if its answers were held back too long."""
+        if self._client_waits_for_stream and self._client_open:
+            self._client_waits_for_stream = False
+            self._loop.add_reader(self._stdin, self._on_client)
 
     def _resume_target(self) -> None:
         if self._target_open:

@@ -53,6 +53,10 @@ class Streamed(NamedTuple):
     asked: int = 0
     """:attr:`Streaming.whole_answers_asked` when it began."""
 
+    def answered(self, tail: bytes) -> Any:
+        """The id it answers: from its head, else from its last bytes ``tail``."""
+        return tail_id(tail) if self.msg_id is NOT_A_RESPONSE else self.msg_id
+
 
 class Streaming:
     """The streaming half of :class:`shim.firewall.Firewall`, which provides the state below."""
@@ -109,7 +113,7 @@ class Streaming:
         """A streamed answer was left unreadable (see :meth:`may_end_stream`): the request its
         head or tail names, if any, gets an error, unless it is the page or call it raced."""
         try:
-            msg_id = tail_id(tail) if streamed.msg_id is NOT_A_RESPONSE else streamed.msg_id
+            msg_id = streamed.answered(tail)
             if not rpc.valid_id(msg_id):
                 return
             with self._lock:
@@ -133,7 +137,7 @@ class Streaming:
         if not streamed.answer:
             return
         try:
-            msg_id = tail_id(tail) if streamed.msg_id is NOT_A_RESPONSE else streamed.msg_id
+            msg_id = streamed.answered(tail)
             if not rpc.valid_id(msg_id):
                 return  # an answer with no id in reach: an exit error may follow it, nothing worse
             with self._lock:
