@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger("firewalld")
 
 #: A peer must say hello this quickly.
 _HELLO_TIMEOUT = 5.0
+#: Audit rows spooled before the ingester moves them into the table without waiting for its second.
+INGEST_AFTER = 256
 
 
 class PeerRefused(Exception):
@@ -53,6 +56,7 @@ class Firewalld:
         # console: the events they cause go through this queue to the broadcaster task.
         self._events_in, self._events_out = anyio.create_memory_object_stream[p.Event](1000)
         self._reload = anyio.Event()
+        self._ingest = anyio.Event()  # the audit spool has grown: move it into the table now
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
         self._uid = os.getuid()
 
@@ -63,6 +67,7 @@ class Firewalld:
         async with self._events_in, self._events_out, anyio.create_task_group() as tg:
             tg.start_soon(self._housekeeping, name="housekeeping")
             tg.start_soon(self._broadcaster, name="broadcaster")
+            tg.start_soon(self._ingester, name="ingester")
             task_status.started()
             async with listener:
                 while True:
@@ -85,6 +90,18 @@ class Firewalld:
     async def _broadcaster(self) -> None:
         async for event in self._events_out:
             await self.broadcast(event)
+
+    async def _ingester(self) -> None:
+        """Move the audit spool into the table every second, or as soon as it holds
+        :data:`INGEST_AFTER` rows (so that each bulk insert stays well under a millisecond)."""
+        while True:
+            with anyio.move_on_after(1.0):
+                await self._ingest.wait()
+            self._ingest = anyio.Event()
+            try:
+                self.store.ingest()
+            except sqlite3.Error as exc:  # the rows stay in the spool, and in memory, for the next try
+                log.error("could not move the audit spool into the database: %s", exc)
 
     def _post(self, event: p.Event) -> None:
         """Have the broadcaster tell the consoles. An event only tells a console to refresh, so
@@ -216,6 +233,8 @@ class Firewalld:
                 self._shim_request(session, msg, replies, events)
         for event in events:
             self._post(event)
+        if self.store.spooled >= INGEST_AFTER:
+            self._ingest.set()
         return replies
 
     def _shim_request(

@@ -1,13 +1,23 @@
-"""The daemon's SQLite file: audit log, pending actions and sessions, in WAL mode.
+"""The daemon's SQLite file (pending actions, sessions, the audit log) and the audit spool.
 
 One connection, used only from the daemon's event-loop thread. Every write that must precede a
-forwarded call is committed before the daemon answers the shim (``synchronous=NORMAL`` in WAL
+forwarded call is on disk before the daemon answers the shim (``synchronous=NORMAL`` in WAL
 survives a crash of the process; a power cut can lose the last transactions, not corrupt the file).
+
+Audit rows are first appended to a spool file next to the database, one JSON line each, with one
+``write`` per batch of decisions: a SQLite commit costs an allowed call a B-tree insert, a 4 KiB
+WAL frame and eight lock calls, the spool one system call. :meth:`Store.ingest` moves the rows
+into the ``audit`` table in bulk (the daemon calls it every second, after every few hundred rows,
+and before any read of the log) and empties the spool; a daemon that died in between finds the
+rows there at its next start. A row's id is given when it is spooled, so a row that is ingested
+twice (a crash between the commit and the truncation) is still one row.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -62,20 +72,51 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
+log = logging.getLogger("firewalld")
+
+#: The columns of an audit row after its id, in the spool's and the table's order.
+_AUDIT_COLUMNS = "ts, event, session_id, server, tool, action_id, decision, rule, detail"
+#: An audit row as spooled: its id, then those columns.
+AuditRow = tuple[Any, ...]
+
+
 class _Transaction:
     """``with store.transaction():`` (a class rather than a ``@contextmanager`` generator: it is
-    entered for every batch a shim sends, and a generator costs a microsecond more)."""
+    entered for every batch a shim sends, and a generator costs a microsecond more).
 
-    __slots__ = ("_db",)
+    SQLite's transaction begins at the first write (an allowed call writes only an audit row), and
+    the batch's audit rows are spooled, in one write, before it commits: a crash in between leaves
+    a row that tells of a change that did not happen, never a change that no row tells of.
+    """
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    __slots__ = ("_store", "begun", "rows")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.begun = False
+        self.rows: list[tuple[Any, ...]] = []
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN")
+        if self._store._tx is not None:
+            raise RuntimeError("transactions do not nest")
+        self._store._tx = self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        store = self._store
+        store._tx = None
+        db = store.db
+        if kind is None:
+            try:
+                if self.rows:
+                    store._spool_rows(self.rows)
+            except BaseException:
+                if self.begun:
+                    db.execute("ROLLBACK")
+                raise
+            if self.begun:
+                db.execute("COMMIT")
+        elif self.begun:
+            db.execute("ROLLBACK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +152,27 @@ class Store:
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
         self.path = path
+        self._tx: _Transaction | None = None
+        self._spool_path = os.path.join(os.path.dirname(os.path.abspath(path)), "audit.spool")
+        self._spool = os.open(
+            self._spool_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+        self._spooled: list[AuditRow] = []  # in the spool, not yet in the table
+        self._recover_spool()
+        (last,) = self.db.execute("SELECT MAX(id) FROM audit").fetchone()
+        self._next_id = (last or 0) + 1
 
     def transaction(self) -> _Transaction:
         """One transaction around a batch of writes: committed on success, rolled back on error."""
-        return _Transaction(self.db)
+        return _Transaction(self)
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run a write, beginning the open transaction's SQLite part if this is its first."""
+        tx = self._tx
+        if tx is not None and not tx.begun:
+            self.db.execute("BEGIN")
+            tx.begun = True
+        return self.db.execute(sql, params)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file. Safe to call from another thread: it opens its own
@@ -125,11 +183,13 @@ class Store:
         other.close()
 
     def close(self) -> None:
-        """Checkpoint and close."""
+        """Ingest the spool, checkpoint and close."""
         try:
+            self.ingest()
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self.db.close()
+            os.close(self._spool)
 
     # -- audit -------------------------------------------------------------------------------
 
@@ -145,17 +205,87 @@ class Store:
         rule: str | None = None,
         detail: str | None = None,
     ) -> None:
-        """Append one audit row (committed at once: autocommit mode)."""
-        self.db.execute(
-            "INSERT INTO audit (ts, event, session_id, server, tool, action_id, decision, rule, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), event, session_id, server, tool, action_id, decision, rule, detail),
-        )
+        """Append one audit row: to the open transaction's, or to the spool at once."""
+        row = (time.time(), event, session_id, server, tool, action_id, decision, rule, detail)
+        if self._tx is not None:
+            self._tx.rows.append(row)
+        else:
+            self._spool_rows([row])
+
+    def _spool_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Give the rows their ids and append them to the spool in one write.
+
+        Raises:
+            OSError: the write failed or was short (a full disk): nothing may be forwarded.
+        """
+        first = self._next_id
+        numbered = [(first + i, *row) for i, row in enumerate(rows)]
+        data = "".join(map(_line, numbered)).encode()
+        if os.write(self._spool, data) != len(data):
+            raise OSError(f"short write to {self._spool_path}")
+        self._next_id = first + len(rows)
+        self._spooled += numbered
+
+    @property
+    def spooled(self) -> int:
+        """Audit rows in the spool that :meth:`ingest` has not yet moved into the table."""
+        return len(self._spooled)
+
+    def ingest(self) -> None:
+        """Move the spooled audit rows into the table, then empty the spool.
+
+        Raises:
+            sqlite3.Error: the rows stay spooled (and in memory) for the next try.
+        """
+        if not self._spooled:
+            return
+        if self._tx is not None:
+            raise RuntimeError("ingest() inside a transaction")
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(_INGEST, self._spooled)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        os.ftruncate(self._spool, 0)
+        self._spooled = []
+
+    def _recover_spool(self) -> None:
+        """Ingest what a daemon that stopped without ingesting left in the spool."""
+        size = os.fstat(self._spool).st_size
+        if not size:
+            return
+        data = os.pread(self._spool, size, 0)
+        rows: list[AuditRow] = []
+        bad = 0
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+                if not (
+                    isinstance(row, list)
+                    and len(row) == 10
+                    and type(row[0]) is int
+                    and all(v is None or type(v) in (str, int, float) for v in row)
+                ):
+                    raise ValueError("not an audit row")
+                rows.append(tuple(row))
+            except ValueError:
+                bad += 1  # a line cut short by a full disk or a power cut
+        if bad:
+            log.warning("the audit spool %s had %d unreadable line(s); skipped", self._spool_path, bad)
+        self._spooled = rows
+        self.ingest()
+        if rows:
+            log.info("moved %d audit row(s) left in the spool into the log", len(rows))
 
     def query_audit(
         self, limit: int, session_id: str | None, server: str | None, tool: str | None
     ) -> list[dict[str, Any]]:
-        """Newest audit rows first, optionally filtered."""
+        """Newest audit rows first, optionally filtered (the spool ingested first)."""
+        self.ingest()
         where, args = [], []
         for column, value in (("session_id", session_id), ("server", server), ("tool", tool)):
             if value:
@@ -171,12 +301,13 @@ class Store:
 
     def prune_audit(self, older_than: float, keep_rows: int) -> int:
         """Delete audit rows older than the timestamp, and all but the newest ``keep_rows``."""
-        deleted = self.db.execute(
+        self.ingest()
+        deleted = self._write(
             "DELETE FROM audit WHERE id < COALESCE("
             "(SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM audit))",
             (older_than,),
         ).rowcount
-        deleted += self.db.execute(
+        deleted += self._write(
             "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep_rows,)
         ).rowcount
         return deleted
@@ -185,7 +316,7 @@ class Store:
 
     def insert_pending(self, row: PendingRow) -> None:
         """Store a new pending action."""
-        self.db.execute(
+        self._write(
             "INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.action_id,
@@ -225,7 +356,7 @@ class Store:
 
     def close_pending(self, action_id: str, status: str) -> bool:
         """Close an open action; False if it was not open any more (so two closers cannot both win)."""
-        cur = self.db.execute(
+        cur = self._write(
             "UPDATE pending SET status = ?, closed_at = ? WHERE action_id = ? AND status = 'pending'",
             (status, time.time(), action_id),
         )
@@ -233,9 +364,7 @@ class Store:
 
     def set_attempts(self, action_id: str, attempts_left: int) -> None:
         """Record a failed attempt against an open action."""
-        self.db.execute(
-            "UPDATE pending SET attempts_left = ? WHERE action_id = ?", (attempts_left, action_id)
-        )
+        self._write("UPDATE pending SET attempts_left = ? WHERE action_id = ?", (attempts_left, action_id))
 
     def sessions_with_open_actions(self) -> list[str]:
         """Ids of sessions that have actions waiting."""
@@ -249,7 +378,7 @@ class Store:
 
     def prune_pending(self, older_than: float) -> None:
         """Forget closed actions long gone (their trace stays in the audit log)."""
-        self.db.execute("DELETE FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,))
+        self._write("DELETE FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,))
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -264,7 +393,7 @@ class Store:
         pid: int,
     ) -> None:
         """Remember a new session (so it can be resumed after a daemon restart)."""
-        self.db.execute(
+        self._write(
             "INSERT INTO sessions (session_id, token_hash, server, config_path, target, cwd, pid, created)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, token_hash, server, config_path, json.dumps(target or []), cwd, pid, time.time()),
@@ -288,12 +417,20 @@ class Store:
 
     def set_session_pid(self, session_id: str, pid: int) -> None:
         """Record the pid of the shim that resumed the session."""
-        self.db.execute("UPDATE sessions SET pid = ?, closed = NULL WHERE session_id = ?", (pid, session_id))
+        self._write("UPDATE sessions SET pid = ?, closed = NULL WHERE session_id = ?", (pid, session_id))
 
     def set_session_client(self, session_id: str, client: str) -> None:
         """Record who the MCP client is."""
-        self.db.execute("UPDATE sessions SET client = ? WHERE session_id = ?", (client, session_id))
+        self._write("UPDATE sessions SET client = ? WHERE session_id = ?", (client, session_id))
 
     def close_session(self, session_id: str) -> None:
         """Mark a session closed (its shim went away)."""
-        self.db.execute("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
+        self._write("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
+
+
+_INGEST = f"INSERT OR IGNORE INTO audit (id, {_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+_encode_row = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: a lone surrogate is escaped
+
+
+def _line(row: AuditRow) -> str:
+    return _encode_row(row) + "\n"

@@ -51,10 +51,13 @@ def daemons_for(socket_path: str) -> list[int]:
 
 
 async def test_kill9_with_actions_pending_loses_nothing(daemon: Daemon, tmp_path: Path) -> None:
-    """After kill -9: calls fail closed while down, the shim reconnects, and the old code still works."""
+    """After kill -9: calls fail closed while down, the shim reconnects, the old code still works,
+    and the decision made just before the kill is in the audit log."""
     effects = tmp_path / "fx"
     command = fixture_shim(effects, extra=("--decision-timeout", "1"))
     async with connect(command, mode="legacy", env=daemon.env) as agent:
+        before = await agent.call_tool("read_note", {"name": "before-the-kill"})
+        assert tool_text(before) == "note:before-the-kill"
         paused = await agent.call_tool("delete_user", {"id": 42})
         action_id = json.loads(tool_text(paused))["action_id"]
         (action,) = daemon.pending()
@@ -75,6 +78,8 @@ async def test_kill9_with_actions_pending_loses_nothing(daemon: Daemon, tmp_path
         after = await agent.call_tool("read_note", {"name": "y"})
     assert tool_text(after) == "note:y"
     assert effects_of(effects) == [{"id": 42, "tool": "delete_user"}]
+    (row,) = [r for r in daemon.audit() if "before-the-kill" in (r["detail"] or "")]
+    assert (row["event"], row["decision"]) == ("decision", "allow")
 
 
 async def test_code_that_expired_while_down_does_not_approve(daemon: Daemon, tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""The audit log's bounds: by age and by row count, on a real SQLite file."""
+"""The store on a real SQLite file: the audit log's bounds, and its spool through batches and crashes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from daemon.store import Store
 
@@ -24,3 +27,86 @@ def test_prune_by_age_and_by_rows(tmp_path: Path) -> None:
     assert store.prune_audit(1e12, 1000) == 1000
     assert stamps(store) == []
     store.close()
+
+
+def spool_of(tmp_path: Path) -> bytes:
+    return (tmp_path / "audit.spool").read_bytes()
+
+
+def test_audit_rows_are_spooled_before_the_batch_commits_and_ingested_in_order(tmp_path: Path) -> None:
+    """A batch's rows reach the spool in one write when it ends; reading the log ingests them."""
+    store = Store(str(tmp_path / "f.db"))
+    store.audit("session_open", session_id="s1")
+    with store.transaction():
+        store.audit("decision", session_id="s1", tool="read", decision="allow")
+        store.audit("decision", session_id="s1", tool="write", decision="deny")
+        assert spool_of(tmp_path).count(b"\n") == 1  # not before the batch ends
+    assert spool_of(tmp_path).count(b"\n") == 3
+    assert store.db.execute("SELECT COUNT(*) FROM audit").fetchone() == (0,)
+    rows = store.query_audit(10, None, None, None)
+    assert [(r["event"], r["tool"]) for r in rows] == [
+        ("decision", "write"),
+        ("decision", "read"),
+        ("session_open", None),
+    ]
+    assert [r["id"] for r in rows] == [3, 2, 1]
+    assert spool_of(tmp_path) == b""
+    store.close()
+
+
+def test_a_failed_batch_spools_nothing_and_rolls_back(tmp_path: Path) -> None:
+    """An error inside a batch: its audit rows are dropped with its writes."""
+    store = Store(str(tmp_path / "f.db"))
+    try:
+        with store.transaction():
+            store.audit("paused", action_id="A-1")
+            store.close_session("nobody")  # a write: the SQLite transaction has begun
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    assert spool_of(tmp_path) == b""
+    assert store.query_audit(10, None, None, None) == []
+    store.close()
+
+
+def test_a_spool_that_cannot_be_written_fails_the_batch(tmp_path: Path) -> None:
+    """If the rows cannot be spooled (a full disk), the batch raises and its writes roll back."""
+    store = Store(str(tmp_path / "f.db"))
+    store.insert_session("s1", b"h", None, None, None, "/", 1)
+    read_only = os.open(tmp_path / "audit.spool", os.O_RDONLY)
+    writable, store._spool = store._spool, read_only
+    try:
+        with store.transaction():
+            store.set_session_client("s1", "agent")
+            store.audit("session", session_id="s1")
+        raise AssertionError("the batch did not fail")
+    except OSError:
+        pass
+    finally:
+        store._spool = writable
+        os.close(read_only)
+    (client,) = store.db.execute("SELECT client FROM sessions").fetchone()
+    assert client is None
+    store.close()
+
+
+def test_rows_left_in_the_spool_are_recovered_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A daemon that died before ingesting: the next one moves the rows in, skips a cut-off line,
+    and a row already ingested (a crash between the commit and the truncation) stays one row."""
+    store = Store(str(tmp_path / "f.db"))
+    store.audit("decision", tool="one")
+    store.ingest()
+    store.audit("decision", tool="two")
+    store.audit("decision", tool="three")
+    left = spool_of(tmp_path)
+    store.db.close()  # "killed": no ingest, no close
+    os.close(store._spool)
+    first_line = b'[1,1.0,"decision",null,null,"one",null,null,null,null]\n'
+    (tmp_path / "audit.spool").write_bytes(first_line + left + b'[9,1.0,"decis')
+
+    again = Store(str(tmp_path / "f.db"))
+    assert [r["tool"] for r in again.query_audit(10, None, None, None)] == ["three", "two", "one"]
+    assert "1 unreadable line" in caplog.text
+    again.audit("decision", tool="four")  # ids go on after the recovered ones
+    assert again.query_audit(1, None, None, None)[0]["id"] == 4
+    again.close()
