@@ -51,7 +51,8 @@ class FrameTooLarge(ProtocolError):
 # --------------------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, Any] = {}
-_FIELD_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
+#: Per tag: the message class, and each field's allowed types (exact: what msgpack gives).
+_SPECS: dict[str, tuple[Any, dict[str, frozenset[type]]]] = {}
 _TYPE_NAMES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "int": (int,),
@@ -82,7 +83,7 @@ def tag_of(message: Message) -> str:
 
 
 def _record(tag: str, cls: Any) -> None:
-    specs: list[tuple[str, tuple[type, ...]]] = []
+    specs: dict[str, frozenset[type]] = {}
     for name in cls._fields:
         allowed: list[type] = []
         annotation = cls.__annotations__[name]
@@ -92,9 +93,9 @@ def _record(tag: str, cls: Any) -> None:
                 allowed.append(type(None))
             else:
                 allowed.extend(_TYPE_NAMES[part.split("[", 1)[0]])
-        specs.append((name, tuple(allowed)))
+        specs[name] = frozenset(allowed)
     _REGISTRY[tag] = cls
-    _FIELD_TYPES[tag] = tuple(specs)
+    _SPECS[tag] = (cls, specs)
     _TAGS[cls] = tag
 
 
@@ -326,7 +327,7 @@ E_INTERNAL = "internal"
 
 def encode(message: Message) -> bytes:
     """Serialise ``message`` into one frame (length prefix included)."""
-    body: dict[str, Any] = dict(zip(message._fields, message, strict=True))
+    body: dict[str, Any] = dict(zip(message._fields, message, strict=False))  # a tuple: same length
     body["t"] = _TAGS[type(message)]
     payload: bytes = msgpack.packb(body, use_bin_type=True)
     if len(payload) > MAX_FRAME:
@@ -345,25 +346,23 @@ def decode(payload: bytes) -> Message:
         body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ProtocolError(f"undecodable frame: {exc}") from None
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise ProtocolError("a frame must hold a map")
     tag = body.pop("t", None)
-    if not isinstance(tag, str) or tag not in _REGISTRY:
+    spec = _SPECS.get(tag) if type(tag) is str else None
+    if spec is None:
         raise ProtocolError(f"unknown message type {tag!r}")
-    kwargs: dict[str, Any] = {}
-    for name, allowed in _FIELD_TYPES[tag]:
-        if name not in body:
-            continue
-        value = body.pop(name)
-        # bool is an int subclass: never accept True where a number is meant, nor 1 for a bool.
-        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+    cls, fields = spec
+    for name, value in body.items():
+        allowed = fields.get(name)
+        if allowed is None:
+            raise ProtocolError(f"{tag}: unknown field(s) {sorted(str(k) for k in body if k not in fields)}")
+        # Exact types (msgpack makes no subclasses): True is never a number, nor 1 a bool.
+        if type(value) not in allowed:
             raise ProtocolError(f"{tag}.{name}: unexpected {type(value).__name__}")
-        kwargs[name] = value
-    if body:
-        raise ProtocolError(f"{tag}: unknown field(s) {sorted(map(str, body))}")
     try:
-        message: Message = _REGISTRY[tag](**kwargs)
-    except TypeError as exc:
+        message: Message = cls(**body)
+    except TypeError as exc:  # a field without a default is missing
         raise ProtocolError(f"{tag}: {exc}") from None
     return message
 
@@ -382,6 +381,10 @@ class FrameDecoder:
             FrameTooLarge: a frame announced a size over the limit.
             ProtocolError: a complete frame did not decode.
         """
+        if not self._buffer and len(data) > _HEADER.size:  # the usual case: exactly one frame
+            (size,) = _HEADER.unpack_from(data)
+            if len(data) == _HEADER.size + size and size <= self._max_frame:
+                return [decode(data[_HEADER.size :])]
         self._buffer += data
         out: list[Message] = []
         while len(self._buffer) >= _HEADER.size:

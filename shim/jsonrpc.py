@@ -319,7 +319,11 @@ def dumps(obj: object) -> bytes:
     Raises:
         UnicodeEncodeError: the object holds a lone surrogate, which no honest peer sends.
     """
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _compact(obj).encode("utf-8")
+
+
+#: json.dumps(ensure_ascii=False, separators=(",", ":")) without building an encoder per call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def dumps_reply(obj: object) -> bytes:

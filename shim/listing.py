@@ -74,12 +74,16 @@ def response_id(line: bytes, exact: bool = False) -> Any:
         if match:
             return json.loads(match.group(1))
     try:
-        msg = json.loads(line)
+        # What json.loads(line) does for a line that starts with "{", without its encoding sniffing.
+        msg = _plain.decode(line.decode("utf-8", "surrogatepass")) if line[:1] == b"{" else json.loads(line)
     except (ValueError, RecursionError):
         return NOT_A_RESPONSE
     if not isinstance(msg, dict) or "method" in msg or not rpc.valid_id(msg.get("id")):
         return NOT_A_RESPONSE
     return msg["id"]
+
+
+_plain = json.JSONDecoder()
 
 
 def tail_id(tail: bytes) -> Any:
