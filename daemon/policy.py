@@ -35,6 +35,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, KeysView, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from daemon.config import (
@@ -274,6 +275,16 @@ class _Rule:
         )
         return cls(label, rule.action, tool, tool_test, conditions, hints, needs, needs_top)
 
+    def matches(self, args: _Args, hints: Mapping[str, bool]) -> bool:
+        """Whether this rule matches (its tool part already did): :meth:`failure` is ``None``."""
+        for name, wanted in self.hints:
+            if hints[name] is not wanted:
+                return False
+        for cond in self.conditions:
+            if not args.holds(cond):
+                return False
+        return True
+
     def failure(self, args: _Args, hints: Mapping[str, bool]) -> str | None:
         """Why this rule does not match (its tool part already did), or ``None`` if it does."""
         for name, wanted in self.hints:
@@ -301,6 +312,26 @@ class _NameEntry:
     candidates: tuple[_Rule, ...]
     fallback: Verdict
     trace: tuple[str, ...]
+    #: The keys the candidates test (anywhere, and at the top of the arguments), and the candidates
+    #: that a call could match by which of those keys it has: see :meth:`applicable`.
+    keys_tested: frozenset[str]
+    top_keys_tested: frozenset[str]
+    by_keys: dict[tuple[frozenset[str], frozenset[str]], tuple[_Rule, ...]]
+
+    def applicable(self, present: AbstractSet[str], top: AbstractSet[str]) -> tuple[_Rule, ...]:
+        """The candidates, in order, less those that test a key the arguments lack (they cannot
+        match). Cached by which of the tested keys are there, so the cache is bounded by the
+        policy, not by what agents send."""
+        key = (self.keys_tested.intersection(present), self.top_keys_tested.intersection(top))
+        rules = self.by_keys.get(key)
+        if rules is None:
+            rules = self.by_keys[key] = tuple(
+                rule
+                for rule in self.candidates
+                if not (rule.needs and not rule.needs <= present)
+                and not (rule.needs_top and not rule.needs_top <= top)
+            )
+        return rules
 
 
 class Policy:
@@ -368,14 +399,10 @@ class Policy:
         entry = self._entry(tool)
         if entry.candidates and entry.normalized:
             args, hints = _Args(arguments), self._hints(annotations)
-            present = args.keys()
             top = arguments.keys() if isinstance(arguments, dict) else frozenset()
-            for rule in entry.candidates:
-                if (rule.needs and not rule.needs <= present) or (
-                    rule.needs_top and not rule.needs_top <= top
-                ):
-                    continue  # a key it tests is absent: it cannot match (explain() says which)
-                if rule.failure(args, hints) is None:
+            # Rules that test a key the arguments lack cannot match (explain() says which).
+            for rule in entry.applicable(args.keys(), top):
+                if rule.matches(args, hints):
                     return rule.verdict(tool)
         return entry.fallback
 
@@ -435,9 +462,12 @@ class Policy:
         if not name:
             why = " once invisible characters are removed" if tool else ""
             reason = f"Tool {_shown(tool)} has an empty name{why}, so it is denied."
-            return _NameEntry(name, (), Verdict("deny", "tool name", reason), ())
+            none: frozenset[str] = frozenset()
+            return _NameEntry(name, (), Verdict("deny", "tool name", reason), (), none, none, {})
         candidates = tuple(r for r in self._rules if r.tool_test is None or r.tool_test(name))
-        return _NameEntry(name, candidates, *self._by_name(tool, name))
+        tested = frozenset().union(*(r.needs for r in candidates))
+        top_tested = frozenset().union(*(r.needs_top for r in candidates))
+        return _NameEntry(name, candidates, *self._by_name(tool, name), tested, top_tested, {})
 
     def _by_name(self, tool: str, name: str) -> tuple[Verdict, tuple[str, ...]]:
         """Steps 2 to 4, which look at the tool name alone, with their trace for explain()."""

@@ -530,3 +530,23 @@ def test_a_condition_shared_by_rules_is_tested_once_and_never_confused_with_a_ne
     assert pol.decide("pay", {"amount": 2, "note": "x"}).rule == "global.rules[4]"
     assert len(tested) == len(set(tested)) == 4  # rules 2 and 3 share "equals 1": tested once
     assert pol.decide("refund", {"amount": 3}).action == pol.decide("refund", {}).action
+
+
+def test_which_rules_apply_is_remembered_by_the_tested_keys_a_call_has() -> None:
+    """Rules that test an absent key are skipped, remembered per set of tested keys present:
+    a call that has a key another call of the same tool lacked is still judged by its rules,
+    keys no rule tests do not grow the memo, and a top-level path needs its key at the top."""
+    pol = rules(
+        {"tool": "run", "args": [{"key": "sql", "contains": "drop"}], "action": "deny"},
+        {"tool": "run", "args": [{"path": "$.mode", "equals": "hard"}], "action": "approve"},
+    )
+    for _ in range(2):
+        assert pol.decide("run", {"q": 1}).action == "allow"
+        assert pol.decide("run", {"sql": "DROP table t"}).action == "deny"
+        assert pol.decide("run", {"nested": {"sql": "drop it"}}).action == "deny"  # a key anywhere
+        assert pol.decide("run", {"nested": {"mode": "hard"}}).action == "allow"  # $.mode: the top only
+        assert pol.decide("run", {"mode": "hard", "sql": "ok"}).action == "approve"
+    for i in range(100):
+        assert pol.decide("run", {f"k{i}": 1}).action == "allow"
+    (entry,) = pol._names.values()
+    assert len(entry.by_keys) == 3  # none of the tested keys, sql, sql with mode at the top
