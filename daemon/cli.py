@@ -251,9 +251,16 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
     from daemon.codes import CodeBook
     from daemon.pending import PendingActions
     from daemon.server import Firewalld
-    from daemon.store import Store
+    from daemon.store import Store, StoreBusy
 
-    store = Store(settings.db_path)
+    try:
+        store = Store(settings.db_path)
+    except StoreBusy as exc:  # a second daemon on another socket, same HOME
+        if detach:
+            log.error("%s", exc)  # the shim that started it reports the daemon as not answering
+        else:
+            print(f"firewalld: {exc}", file=sys.stderr)
+        return 1
     pending = PendingActions(
         store,
         CodeBook.from_file(settings.key_path),

@@ -312,26 +312,20 @@ class _NameEntry:
     candidates: tuple[_Rule, ...]
     fallback: Verdict
     trace: tuple[str, ...]
-    #: The keys the candidates test (anywhere, and at the top of the arguments), and the candidates
-    #: that a call could match by which of those keys it has: see :meth:`applicable`.
+    #: The keys the candidates test (anywhere, and at the top of the arguments): see
+    #: :meth:`Policy.decide`.
     keys_tested: frozenset[str]
     top_keys_tested: frozenset[str]
-    by_keys: dict[tuple[frozenset[str], frozenset[str]], tuple[_Rule, ...]]
 
     def applicable(self, present: AbstractSet[str], top: AbstractSet[str]) -> tuple[_Rule, ...]:
         """The candidates, in order, less those that test a key the arguments lack (they cannot
-        match). Cached by which of the tested keys are there, so the cache is bounded by the
-        policy, not by what agents send."""
-        key = (self.keys_tested.intersection(present), self.top_keys_tested.intersection(top))
-        rules = self.by_keys.get(key)
-        if rules is None:
-            rules = self.by_keys[key] = tuple(
-                rule
-                for rule in self.candidates
-                if not (rule.needs and not rule.needs <= present)
-                and not (rule.needs_top and not rule.needs_top <= top)
-            )
-        return rules
+        match)."""
+        return tuple(
+            rule
+            for rule in self.candidates
+            if not (rule.needs and not rule.needs <= present)
+            and not (rule.needs_top and not rule.needs_top <= top)
+        )
 
 
 class Policy:
@@ -381,6 +375,7 @@ class Policy:
         self.otp_ttl_seconds = g.otp_ttl_seconds
         self.trust_annotations = server.trust_annotations if server is not None else False
         self._names: dict[str, _NameEntry] = {}
+        self._applicable: dict[tuple[str, frozenset[str], frozenset[str]], tuple[_Rule, ...]] = {}
 
     def decide(
         self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
@@ -399,9 +394,20 @@ class Policy:
         entry = self._entry(tool)
         if entry.candidates and entry.normalized:
             args, hints = _Args(arguments), self._hints(annotations)
+            present = args.keys()
             top = arguments.keys() if isinstance(arguments, dict) else frozenset()
-            # Rules that test a key the arguments lack cannot match (explain() says which).
-            for rule in entry.applicable(args.keys(), top):
+            # Rules that test a key the arguments lack cannot match (explain() says which). Which
+            # those are depends only on which tested keys are there: remembered, since calls to a
+            # tool mostly have the same keys (a bounded memo, like the one of names).
+            key = (tool, entry.keys_tested.intersection(present), entry.top_keys_tested.intersection(top))
+            rules = self._applicable.get(key)
+            if rules is None:
+                rules = entry.applicable(present, top)
+                if len(tool) <= _CACHEABLE:
+                    if len(self._applicable) >= _CACHE_SIZE:
+                        self._applicable.clear()
+                    self._applicable[key] = rules
+            for rule in rules:
                 if rule.matches(args, hints):
                     return rule.verdict(tool)
         return entry.fallback
@@ -463,11 +469,11 @@ class Policy:
             why = " once invisible characters are removed" if tool else ""
             reason = f"Tool {_shown(tool)} has an empty name{why}, so it is denied."
             none: frozenset[str] = frozenset()
-            return _NameEntry(name, (), Verdict("deny", "tool name", reason), (), none, none, {})
+            return _NameEntry(name, (), Verdict("deny", "tool name", reason), (), none, none)
         candidates = tuple(r for r in self._rules if r.tool_test is None or r.tool_test(name))
         tested = frozenset().union(*(r.needs for r in candidates))
         top_tested = frozenset().union(*(r.needs_top for r in candidates))
-        return _NameEntry(name, candidates, *self._by_name(tool, name), tested, top_tested, {})
+        return _NameEntry(name, candidates, *self._by_name(tool, name), tested, top_tested)
 
     def _by_name(self, tool: str, name: str) -> tuple[Verdict, tuple[str, ...]]:
         """Steps 2 to 4, which look at the tool name alone, with their trace for explain()."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import time
 from typing import Any
 
@@ -100,8 +99,9 @@ class Firewalld:
             self._ingest = anyio.Event()
             try:
                 self.store.ingest()
-            except sqlite3.Error as exc:  # the rows stay in the spool, and in memory, for the next try
-                log.error("could not move the audit spool into the database: %s", exc)
+            except Exception as exc:  # the rows stay in the spool, and in memory, for the next try
+                log.error("could not move the audit spool into the database: %r", exc)
+                await anyio.sleep(1.0)  # however often batches ask
 
     def _post(self, event: p.Event) -> None:
         """Have the broadcaster tell the consoles. An event only tells a console to refresh, so

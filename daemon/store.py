@@ -15,10 +15,14 @@ twice (a crash between the commit and the truncation) is still one row.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -154,11 +158,15 @@ class Store:
         self.path = path
         self._tx: _Transaction | None = None
         self._spool_path = os.path.join(os.path.dirname(os.path.abspath(path)), "audit.spool")
-        self._spool = os.open(
-            self._spool_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
+        self._spool = _open_spool(self._spool_path)
         self._spooled: list[AuditRow] = []  # in the spool, not yet in the table
-        self._recover_spool()
+        self._cut = False  # the last write to the spool was short
+        try:
+            self._recover_spool()
+        except BaseException:
+            os.close(self._spool)
+            self.db.close()
+            raise
         (last,) = self.db.execute("SELECT MAX(id) FROM audit").fetchone()
         self._next_id = (last or 0) + 1
 
@@ -216,13 +224,22 @@ class Store:
         """Give the rows their ids and append them to the spool in one write.
 
         Raises:
-            OSError: the write failed or was short (a full disk): nothing may be forwarded.
+            OSError: the write failed or was short (a full disk), or the database has not taken
+                rows for so long that :data:`MAX_SPOOLED` wait: nothing may be forwarded.
         """
+        if len(self._spooled) >= MAX_SPOOLED:
+            raise OSError(f"{len(self._spooled)} audit rows are waiting for the database, which takes none")
         first = self._next_id
         numbered = [(first + i, *row) for i, row in enumerate(rows)]
         data = "".join(map(_line, numbered)).encode()
-        if os.write(self._spool, data) != len(data):
-            raise OSError(f"short write to {self._spool_path}")
+        if self._cut:
+            data = b"\n" + data  # after a short write: never glue a row to a cut-off line
+        written = os.write(self._spool, data)
+        if written != len(data):
+            self._cut = True
+            os.ftruncate(self._spool, os.fstat(self._spool).st_size - written)  # take it back out
+            raise OSError(f"short write to {self._spool_path} (is the disk full?)")
+        self._cut = False
         self._next_id = first + len(rows)
         self._spooled += numbered
 
@@ -235,51 +252,70 @@ class Store:
         """Move the spooled audit rows into the table, then empty the spool.
 
         Raises:
-            sqlite3.Error: the rows stay spooled (and in memory) for the next try.
+            sqlite3.Error: the database failed; the rows stay spooled (and in memory) for the
+                next try.
         """
         if not self._spooled:
             return
         if self._tx is not None:
             raise RuntimeError("ingest() inside a transaction")
+        self._insert_audit(self._spooled)
+        os.ftruncate(self._spool, 0)
+        self._spooled = []
+
+    def _insert_audit(self, rows: list[AuditRow]) -> None:
+        """Insert rows in one transaction. A row that SQLite cannot take as it is (a lone surrogate
+        in a tool name, an integer over 64 bits in a row recovered from the spool) goes in with
+        those values made printable; only a failure of the database itself is raised."""
         self.db.execute("BEGIN")
         try:
-            self.db.executemany(_INGEST, self._spooled)
+            try:
+                self.db.executemany(_INGEST, rows)
+            except _ROW_ERRORS:
+                self.db.execute("ROLLBACK")
+                self.db.execute("BEGIN")
+                for row in rows:
+                    try:
+                        self.db.execute(_INGEST, row)
+                    except _ROW_ERRORS:
+                        self.db.execute(_INGEST, tuple(map(_storable, row)))
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
-        os.ftruncate(self._spool, 0)
-        self._spooled = []
 
     def _recover_spool(self) -> None:
-        """Ingest what a daemon that stopped without ingesting left in the spool."""
-        size = os.fstat(self._spool).st_size
-        if not size:
+        """Ingest what a daemon that stopped without ingesting left in the spool, in chunks;
+        lines that are not audit rows (cut short by a full disk or a power cut) are kept aside
+        in ``audit.spool.bad``."""
+        if not os.fstat(self._spool).st_size:
             return
-        data = os.pread(self._spool, size, 0)
         rows: list[AuditRow] = []
-        bad = 0
-        for line in data.split(b"\n"):
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-                if not (
-                    isinstance(row, list)
-                    and len(row) == 10
-                    and type(row[0]) is int
-                    and all(v is None or type(v) in (str, int, float) for v in row)
-                ):
-                    raise ValueError("not an audit row")
-                rows.append(tuple(row))
-            except ValueError:
-                bad += 1  # a line cut short by a full disk or a power cut
+        count = bad = 0
+        aside = self._spool_path + ".bad"
+        with os.fdopen(os.dup(self._spool), "rb") as spool, contextlib.ExitStack() as stack:
+            spool.seek(0)
+            for line in spool:
+                row = _parse_line(line)
+                if row is not None:
+                    rows.append(row)
+                    if len(rows) == 10_000:
+                        self._insert_audit(rows)
+                        count += len(rows)
+                        rows = []
+                elif line.strip():
+                    if not bad:
+                        mode = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                        out = stack.enter_context(open(os.open(aside, mode, 0o600), "ab"))  # noqa: SIM115
+                    out.write(line if line.endswith(b"\n") else line + b"\n")
+                    bad += 1
+            self._insert_audit(rows)
+            count += len(rows)
         if bad:
-            log.warning("the audit spool %s had %d unreadable line(s); skipped", self._spool_path, bad)
-        self._spooled = rows
-        self.ingest()
-        if rows:
-            log.info("moved %d audit row(s) left in the spool into the log", len(rows))
+            log.warning("the audit spool had %d unreadable line(s); kept in %s", bad, aside)
+        os.ftruncate(self._spool, 0)
+        if count:
+            log.info("moved %d audit row(s) left in the spool into the log", count)
 
     def query_audit(
         self, limit: int, session_id: str | None, server: str | None, tool: str | None
@@ -428,9 +464,70 @@ class Store:
         self._write("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
 
 
+#: Audit rows that may wait in the spool while the database refuses them; past this, batches
+#: fail (their calls are refused) rather than memory growing without bound.
+MAX_SPOOLED = 100_000
+#: What a single row can make SQLite's binding raise (the database's own failures are sqlite3.Error).
+_ROW_ERRORS = (ValueError, OverflowError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 _INGEST = f"INSERT OR IGNORE INTO audit (id, {_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
 _encode_row = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: a lone surrogate is escaped
 
 
 def _line(row: AuditRow) -> str:
     return _encode_row(row) + "\n"
+
+
+def _parse_line(line: bytes) -> AuditRow | None:
+    """A spool line as a row, or None if it is not one."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if (
+        isinstance(row, list)
+        and len(row) == 10
+        and type(row[0]) is int
+        and all(v is None or type(v) in (str, int, float) for v in row)
+    ):
+        return tuple(row)
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return str(value)
+    return value
+
+
+def _open_spool(path: str) -> int:
+    """Open (or create) the spool and lock it: one daemon per state directory, whatever its socket.
+
+    Raises:
+        StoreBusy: another firewalld holds it.
+        OSError: it is not a regular file, or cannot be opened.
+    """
+    fd = os.open(
+        path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600
+    )
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusy(
+                f"another firewalld is using {os.path.dirname(path)} (run one daemon per state directory)"
+            ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class StoreBusy(Exception):
+    """Another daemon holds the state directory."""

@@ -169,13 +169,20 @@ def test_ten_shims_at_once_start_one_daemon(home: Path, tmp_path: Path) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def test_second_daemon_refuses_and_stale_socket_is_replaced(daemon: Daemon) -> None:
-    """One daemon per socket: a second is refused by the lock; a crashed one's socket is reused."""
+def test_second_daemon_refuses_and_stale_socket_is_replaced(daemon: Daemon, tmp_path: Path) -> None:
+    """One daemon per socket, and per state directory: a second is refused by either lock; a
+    crashed one's socket is reused."""
     second = subprocess.run(
         [sys.executable, "-m", "daemon", "run"], env=daemon.env, capture_output=True, text=True, timeout=30
     )
     assert second.returncode == 1
     assert "already running" in second.stderr and "Traceback" not in second.stderr
+    other_socket = {**daemon.env, "FIREWALL_SOCKET": str(tmp_path / "other.sock")}  # same HOME
+    third = subprocess.run(
+        [sys.executable, "-m", "daemon", "run"], env=other_socket, capture_output=True, text=True, timeout=30
+    )
+    assert third.returncode == 1
+    assert "another firewalld is using" in third.stderr and "Traceback" not in third.stderr
     daemon.kill9()
     assert os.path.exists(daemon.socket)  # left behind by the crash
     daemon.start()  # waits until the new daemon accepts connections on the same path

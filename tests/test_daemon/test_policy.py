@@ -548,5 +548,8 @@ def test_which_rules_apply_is_remembered_by_the_tested_keys_a_call_has() -> None
         assert pol.decide("run", {"mode": "hard", "sql": "ok"}).action == "approve"
     for i in range(100):
         assert pol.decide("run", {f"k{i}": 1}).action == "allow"
-    (entry,) = pol._names.values()
-    assert len(entry.by_keys) == 3  # none of the tested keys, sql, sql with mode at the top
+    assert len(pol._applicable) == 3  # none of the tested keys, sql, sql with mode at the top
+    anytool = rules(*({"args": [{"key": f"k{i}", "equals": "x"}], "action": "deny"} for i in range(12)))
+    for i in range(10_000):  # an agent cycling tool names and key sets only costs itself speed
+        assert anytool.decide(f"tool{i}", {f"k{j}": 1 for j in range(12) if i >> j & 1}).action == "allow"
+        assert len(anytool._applicable) <= 4096

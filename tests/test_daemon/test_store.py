@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from daemon.store import Store
+from daemon import store as store_module
+from daemon.store import Store, StoreBusy
 
 
 def stamps(store: Store) -> list[float]:
@@ -107,6 +111,83 @@ def test_rows_left_in_the_spool_are_recovered_once(tmp_path: Path, caplog: pytes
     again = Store(str(tmp_path / "f.db"))
     assert [r["tool"] for r in again.query_audit(10, None, None, None)] == ["three", "two", "one"]
     assert "1 unreadable line" in caplog.text
+    assert (tmp_path / "audit.spool.bad").read_bytes() == b'[9,1.0,"decis\n'  # kept, not lost
     again.audit("decision", tool="four")  # ids go on after the recovered ones
     assert again.query_audit(1, None, None, None)[0]["id"] == 4
     again.close()
+
+
+def test_one_daemon_per_state_directory(tmp_path: Path) -> None:
+    """Two daemons on different sockets but one HOME would hand out the same audit ids and empty
+    each other's spool: the second is refused."""
+    first = Store(str(tmp_path / "f.db"))
+    with pytest.raises(StoreBusy, match="another firewalld is using"):
+        Store(str(tmp_path / "f.db"))
+    first.close()
+    Store(str(tmp_path / "f.db")).close()  # free again once the first has gone
+
+
+def test_a_short_write_then_a_crash_keeps_the_forwarded_row(tmp_path: Path) -> None:
+    """A full disk cuts a batch's write short (a real short write, with RLIMIT_FSIZE): the batch
+    fails, and a later batch that succeeds is not glued to the cut line, so after a crash the
+    row of the call that ran is in the log and the rows of the refused batch are not."""
+    store = Store(str(tmp_path / "f.db"))
+    store.audit("decision", tool="zero")
+    store.ingest()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, limit[1]))  # the first line whole, the second cut
+    try:
+        with pytest.raises(OSError, match="short write"), store.transaction():
+            store.audit("decision", tool="refused-1")
+            store.audit("decision", tool="refused-2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    with store.transaction():
+        store.audit("decision", tool="forwarded")
+    store.db.close()  # killed: no ingest
+    os.close(store._spool)
+    tools = [r["tool"] for r in Store(str(tmp_path / "f.db")).query_audit(10, None, None, None)]
+    assert tools == ["forwarded", "zero"]
+
+
+def test_a_row_sqlite_cannot_take_is_stored_printable(tmp_path: Path) -> None:
+    """A lone surrogate in a tool name (valid JSON: "\\ud800") cannot be bound as UTF-8: the row
+    goes in with it replaced, the rows around it as they were, and a restart finds the same."""
+    store = Store(str(tmp_path / "f.db"))
+    with store.transaction():
+        store.audit("decision", tool="before")
+        store.audit("decision", tool="\ud800x", decision="deny")
+        store.audit("decision", tool="after")
+    store.db.close()  # killed before the ingester ran: recovery meets the row first
+    os.close(store._spool)
+    again = Store(str(tmp_path / "f.db"))
+    assert [r["tool"] for r in again.query_audit(10, None, None, None)] == ["after", "\ufffdx", "before"]
+    again.audit("decision", tool="\udfff")
+    again.ingest()
+    assert again.query_audit(1, None, None, None)[0]["tool"] == "\ufffd"
+    again.close()
+
+
+def test_a_database_that_takes_nothing_makes_batches_fail_not_memory_grow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While SQLite refuses every insert the rows wait in the spool, up to a bound; past it a
+    batch fails (its call is refused) instead of memory growing."""
+    store = Store(str(tmp_path / "f.db"))
+    monkeypatch.setattr(store_module, "MAX_SPOOLED", 3)
+
+    def broken(rows: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_insert_audit", broken)
+    for i in range(3):
+        store.audit("decision", tool=f"t{i}")
+        with pytest.raises(sqlite3.OperationalError):
+            store.ingest()
+    with pytest.raises(OSError, match="waiting for the database"), store.transaction():
+        store.audit("decision", tool="t3")
+    monkeypatch.undo()
+    assert [r["tool"] for r in store.query_audit(10, None, None, None)] == ["t2", "t1", "t0"]
+    store.close()
