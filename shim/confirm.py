@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -54,7 +53,6 @@ class Confirmations:
     """The confirm half of :class:`shim.firewall.Firewall`, which provides the state and methods below."""
 
     _client: Writer
-    _lock: threading.Lock
     _judging: dict[JsonId, bool]
     _continuations: dict[str, tuple[str, bytes, Any]]
 
@@ -106,8 +104,7 @@ class Confirmations:
         Whatever ``handle`` raises becomes an error for that call (fail closed), never an exception
         in the daemon link.
         """
-        with self._lock:
-            self._judging[msg_id] = False
+        self._judging[msg_id] = False
 
         def callback(reply: p.Message | None, why: str) -> None:
             try:
@@ -120,8 +117,7 @@ class Confirmations:
     def _on_confirmed(
         self, msg_id: JsonId, meta: Any, task: Any, stateless: bool, reply: p.Message | None, why: str
     ) -> None:
-        with self._lock:
-            cancelled = self._judging.pop(msg_id, False)
+        cancelled = self._judging.pop(msg_id, False)
         if isinstance(reply, p.Confirmed) and reply.ok:
             if cancelled:
                 detail = "not run: the agent cancelled its confirm before the call could be sent"
@@ -142,8 +138,7 @@ class Confirmations:
 
     def _continue(self, msg_id: JsonId, params: dict[str, Any], token: str, stateless: bool) -> None:
         """The agent's retry of an approved call that the server answered ``input_required``."""
-        with self._lock:
-            found = self._continuations.pop(token, None)
+        found = self._continuations.pop(token, None)
         if found is None:
             text = (
                 "The firewall does not know this continuation (it was used already, or belongs to "
@@ -172,10 +167,9 @@ class Confirmations:
         result = msg.get("result") if isinstance(msg, dict) else None
         if isinstance(result, dict) and result.get("resultType") == "input_required":
             token = CONTINUATION_PREFIX + os.urandom(16).hex()
-            with self._lock:
-                self._continuations[token] = (action_id, sent, result.get("requestState"))
-                if len(self._continuations) > _MAX_CONTINUATIONS:
-                    del self._continuations[next(iter(self._continuations))]
+            self._continuations[token] = (action_id, sent, result.get("requestState"))
+            if len(self._continuations) > _MAX_CONTINUATIONS:
+                del self._continuations[next(iter(self._continuations))]
             result["requestState"] = token
             detail = "input_required: the server asked for more input; the retry continues this approval"
             self._notify(p.Outcome(action_id, True, detail))

@@ -1,9 +1,9 @@
 """What the shim does with each message: judge, pause, confirm, relay.
 
 No I/O of its own: it is handed two line writers (to the agent and to the target) and a link to
-the daemon, so tests can drive it in memory. Every method may be called from any thread, and
-none of them raises: a message that breaks something is answered with an error and the shim
-goes on serving.
+the daemon, so tests can drive it in memory. Every method is called from the shim's one loop
+thread (:mod:`shim.loop`), so its tables need no lock, and none of them raises: a message that
+breaks something is answered with an error and the shim goes on serving.
 
 Agent to target, each line is parsed strictly (see :mod:`shim.jsonrpc`); what cannot be judged is
 never forwarded. ``tools/call`` goes to the daemon and only the re-serialised, judged message is
@@ -16,7 +16,6 @@ big line that is neither may be relayed as it arrives instead of whole (see :mod
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from daemon import protocol as p
@@ -57,7 +56,6 @@ class Firewall(Confirmations, Streaming):
         self._client = to_client
         self._target = to_target
         self._link = link
-        self._lock = threading.Lock()
         self._inflight: dict[JsonId, str] = {}  # forwarded requests awaiting the target's answer
         self._list_first_page: dict[JsonId, bool] = {}  # tools/list requests in flight
         self._replays: dict[JsonId, tuple[str, bytes]] = {}  # approved calls in flight -> action, params
@@ -87,7 +85,7 @@ class Firewall(Confirmations, Streaming):
             return
         try:
             self._client_line(line)
-        except Exception as exc:  # the reader thread must outlive any message
+        except Exception as exc:  # the loop must outlive any message
             log.error("internal error on a message from the agent: %r", exc, exc_info=debug())
             kind, msg_id = rpc.salvage(line)
             if kind == "request":
@@ -121,13 +119,12 @@ class Firewall(Confirmations, Streaming):
             if method == "notifications/cancelled" and self._swallow_cancel(params):
                 return
         else:
-            with self._lock:
-                alive = self.target_alive
-                if alive:
-                    self._inflight[msg_id] = method
-                    if method == "tools/list":
-                        self._list_first_page[msg_id] = params.get("cursor") is None
-                        self.whole_answers_asked += 1
+            alive = self.target_alive
+            if alive:
+                self._inflight[msg_id] = method
+                if method == "tools/list":
+                    self._list_first_page[msg_id] = params.get("cursor") is None
+                    self.whole_answers_asked += 1
             if not alive:
                 self._answer_gone(msg_id)
                 return
@@ -198,17 +195,16 @@ class Firewall(Confirmations, Streaming):
         req: JsonId = params.get("requestId")  # type: ignore[assignment]
         if not rpc.valid_id(req):
             return False
-        with self._lock:
-            if req in self._judging:
-                self._judging[req] = True
+        if req in self._judging:
+            self._judging[req] = True
+            return True
+        action_id = self._paused.pop(req, None)
+        if action_id is None:
+            if self._inflight.pop(req, None) is None:
+                log.debug("dropped a cancel for request %r, which the server is not working on", req)
                 return True
-            action_id = self._paused.pop(req, None)
-            if action_id is None:
-                if self._inflight.pop(req, None) is None:
-                    log.debug("dropped a cancel for request %r, which the server is not working on", req)
-                    return True
-                self._list_first_page.pop(req, None)
-                return False
+            self._list_first_page.pop(req, None)
+            return False
         self._notify(p.Withdraw(action_id))
         return True
 
@@ -253,8 +249,7 @@ class Firewall(Confirmations, Streaming):
         reply: p.Message | None,
         why: str,
     ) -> None:
-        with self._lock:
-            cancelled = self._judging.pop(msg_id, False)
+        cancelled = self._judging.pop(msg_id, False)
         if isinstance(reply, p.Verdict) and reply.action == p.ALLOW:
             if not cancelled:
                 self._forward_call(msg_id, params_json)
@@ -263,10 +258,9 @@ class Firewall(Confirmations, Streaming):
             if cancelled:
                 self._notify(p.Withdraw(reply.action_id))
                 return
-            with self._lock:
-                self._paused[msg_id] = reply.action_id
-                if len(self._paused) > _MAX_PAUSED:
-                    del self._paused[next(iter(self._paused))]
+            self._paused[msg_id] = reply.action_id
+            if len(self._paused) > _MAX_PAUSED:
+                del self._paused[next(iter(self._paused))]
             text = paused_text(name, params_json, reply)
             self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
             return
@@ -286,8 +280,7 @@ class Firewall(Confirmations, Streaming):
 
     def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:
         log.error("internal error on the call to %r: %r", name, exc, exc_info=debug())
-        with self._lock:
-            self._judging.pop(msg_id, None)
+        self._judging.pop(msg_id, None)
         text = f"The MCP Action Firewall failed on the call to '{name}' ({exc!r}); it did not run."
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
 
@@ -296,13 +289,12 @@ class Firewall(Confirmations, Streaming):
             b"%d" % msg_id if type(msg_id) is int else rpc.dumps(msg_id),  # ints: no json.dumps
             params_json,
         )
-        with self._lock:
-            alive = self.target_alive
-            if alive:
-                self._inflight[msg_id] = "tools/call"
-                if action_id is not None:
-                    self._replays[msg_id] = (action_id, params_json)
-                    self.whole_answers_asked += 1
+        alive = self.target_alive
+        if alive:
+            self._inflight[msg_id] = "tools/call"
+            if action_id is not None:
+                self._replays[msg_id] = (action_id, params_json)
+                self.whole_answers_asked += 1
         if not alive or not self._target.write_line(line):
             self._answer_gone(msg_id)
 
@@ -312,7 +304,7 @@ class Firewall(Confirmations, Streaming):
         """Handle one line from the target."""
         if not line.strip():
             return
-        if self._inflight or self._replays:  # unlocked peek: a stale answer only costs one parse
+        if self._inflight or self._replays:  # nothing asked: nothing to look up
             try:
                 line = self._target_response(line)
             except Exception as exc:  # relay it untouched rather than lose it
@@ -324,10 +316,9 @@ class Firewall(Confirmations, Streaming):
         msg_id = response_id(line, exact=bool(self._list_first_page or self._replays))
         if msg_id is NOT_A_RESPONSE:
             return line
-        with self._lock:
-            method = self._inflight.pop(msg_id, None)
-            first_page = self._list_first_page.pop(msg_id, None)
-            replay = self._replays.pop(msg_id, None)
+        method = self._inflight.pop(msg_id, None)
+        first_page = self._list_first_page.pop(msg_id, None)
+        replay = self._replays.pop(msg_id, None)
         if method == "tools/list" and first_page is not None:
             line, listed = rewrite_tools_list(line, first_page)
             if listed is not None:
@@ -347,11 +338,10 @@ class Firewall(Confirmations, Streaming):
             if not rpc.valid_id(found):
                 return
             msg_id: JsonId = found
-            with self._lock:
-                if self._inflight.pop(msg_id, None) is None:
-                    return
-                self._list_first_page.pop(msg_id, None)
-                replay = self._replays.pop(msg_id, None)
+            if self._inflight.pop(msg_id, None) is None:
+                return
+            self._list_first_page.pop(msg_id, None)
+            replay = self._replays.pop(msg_id, None)
             if replay is not None:
                 self._notify(p.Outcome(replay[0], False, f"answer of {size} bytes dropped: over the limit"))
             why = f"The server's answer ({size} bytes or more) is over the firewall's size limit: dropped."
@@ -361,19 +351,17 @@ class Firewall(Confirmations, Streaming):
 
     def on_target_exit(self) -> None:
         """The target closed its stdout: every request still in flight gets an error."""
-        with self._lock:
-            self.target_alive = False
-            ids = list(self._inflight)
-            self._inflight.clear()
-            self._list_first_page.clear()
-            self._replays.clear()
-            self._continuations.clear()
+        self.target_alive = False
+        ids = list(self._inflight)
+        self._inflight.clear()
+        self._list_first_page.clear()
+        self._replays.clear()
+        self._continuations.clear()
         for msg_id in ids:
             self._answer_gone(msg_id)
 
     def _answer_gone(self, msg_id: JsonId) -> None:
-        with self._lock:
-            self._inflight.pop(msg_id, None)
+        self._inflight.pop(msg_id, None)
         self._client.write_line(
             rpc.error_line(msg_id, rpc.TARGET_GONE, "The MCP server behind the firewall has exited.")
         )

@@ -31,7 +31,6 @@ it); past :data:`shim.loop.HIGH_WATER` of them the relay stops reading the agent
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, NamedTuple
 
 from daemon import protocol as p
@@ -61,7 +60,6 @@ class Streamed(NamedTuple):
 class Streaming:
     """The streaming half of :class:`shim.firewall.Firewall`, which provides the state below."""
 
-    _lock: threading.Lock
     whole_answers_asked: int
     _inflight: dict[JsonId, str]
     _list_first_page: dict[JsonId, bool]
@@ -84,8 +82,7 @@ class Streaming:
             member, msg_id = shape
             if member == "method":
                 return Streamed(False, NOT_A_RESPONSE)
-            with self._lock:
-                needed = bool(self._list_first_page or self._replays)
+            needed = bool(self._list_first_page or self._replays)
             return None if needed else Streamed(True, msg_id, self.whole_answers_asked)
         except Exception as exc:  # assembling is always safe
             log.error("internal error on the head of a message from the server: %r", exc, exc_info=debug())
@@ -105,8 +102,7 @@ class Streaming:
         """
         if not streamed.answer:
             return True
-        with self._lock:
-            waiting = bool(self._list_first_page or self._replays)
+        waiting = bool(self._list_first_page or self._replays)
         return not waiting and self.whole_answers_asked == streamed.asked
 
     def on_target_poisoned(self, streamed: Streamed, tail: bytes) -> None:
@@ -116,11 +112,10 @@ class Streaming:
             msg_id = streamed.answered(tail)
             if not rpc.valid_id(msg_id):
                 return
-            with self._lock:
-                if msg_id in self._list_first_page or msg_id in self._replays:
-                    return  # its real answer is still to come
-                if self._inflight.pop(msg_id, None) is None:
-                    return
+            if msg_id in self._list_first_page or msg_id in self._replays:
+                return  # its real answer is still to come
+            if self._inflight.pop(msg_id, None) is None:
+                return
         except Exception as exc:  # the reader must outlive any message
             log.error("internal error at the end of a message from the server: %r", exc, exc_info=debug())
             return
@@ -140,10 +135,9 @@ class Streaming:
             msg_id = streamed.answered(tail)
             if not rpc.valid_id(msg_id):
                 return  # an answer with no id in reach: an exit error may follow it, nothing worse
-            with self._lock:
-                self._inflight.pop(msg_id, None)
-                first_page = self._list_first_page.pop(msg_id, None)
-                replay = self._replays.pop(msg_id, None)
+            self._inflight.pop(msg_id, None)
+            first_page = self._list_first_page.pop(msg_id, None)
+            replay = self._replays.pop(msg_id, None)
         except Exception as exc:  # the reader must outlive any message
             log.error("internal error at the end of a message from the server: %r", exc, exc_info=debug())
             return
