@@ -511,6 +511,8 @@ def _open_spool(path: str) -> int:
         StoreBusy: another firewalld holds it.
         OSError: it is not a regular file, or cannot be opened.
     """
+    # O_NONBLOCK: a FIFO planted at the path must not hang the open (it is refused just below);
+    # on a regular file the flag changes nothing.
     fd = os.open(
         path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600
     )
