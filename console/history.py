@@ -35,6 +35,17 @@ _EVENTS: dict[str, tuple[str, str]] = {
 }
 
 
+# What the shim reported of an approved call (daemon.pending.OUTCOMES, "ran" split by its result).
+_OUTCOMES = {
+    "ok": ("ran", ""),
+    "error": ("ran, failed", "bold"),
+    "sent": ("sent to server", "dim"),
+    "input_required": ("ran, asks for input", ""),
+    "not_run": ("did not run", "bold"),
+    "unknown": ("outcome unknown", "bold"),
+}
+
+
 def event_label(entry: AuditEntry) -> tuple[str, str]:
     """A short human name for the row's event, and its style."""
     if entry.event == "decision":
@@ -42,7 +53,7 @@ def event_label(entry: AuditEntry) -> tuple[str, str]:
             entry.decision, (f"decided {entry.decision}", "")
         )
     if entry.event == "outcome":
-        return ("ran", "") if entry.decision == "ok" else ("ran, failed", "bold")
+        return _OUTCOMES.get(entry.decision, (f"outcome {visible(entry.decision)}", "bold"))
     return _EVENTS.get(entry.event, (visible(entry.event), ""))
 
 

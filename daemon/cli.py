@@ -203,6 +203,19 @@ def _take_lock(path: str) -> int | None:
     return fd
 
 
+def _remove_legacy_key(path: str) -> None:
+    """Older versions sealed codes in the database with a key kept here: with the key gone, what
+    they left in the database (and in its free pages) can never give a code back."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.error("could not remove %s (%s): remove it by hand", path, exc.strerror or exc)
+        return
+    log.info("removed %s: codes are no longer kept on disk", path)
+
+
 def _owner_of(path: str) -> str:
     try:
         with open(path) as f:
@@ -248,7 +261,7 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
         return 1
     import anyio
 
-    from daemon.codes import CodeBook
+    from daemon.codes import CodeBook, make_undumpable
     from daemon.pending import PendingActions
     from daemon.server import Firewalld
     from daemon.store import Store, StoreBusy
@@ -261,11 +274,17 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
         else:
             print(f"firewalld: {exc}", file=sys.stderr)
         return 1
+    make_undumpable()  # the codes are in this process's memory, and only there
+    _remove_legacy_key(settings.legacy_key_path)
     pending = PendingActions(
         store,
-        CodeBook.from_file(settings.key_path),
+        CodeBook(),
         max_failures_per_minute=settings.max_failed_codes_per_minute,
+        max_checks_per_hour=settings.max_failed_checks_per_hour,
     )
+    reissued = pending.reissue()
+    if reissued:
+        log.info("%d open action(s) got new codes (codes do not survive a restart)", len(reissued))
     app = Firewalld(settings, store, pending)
     activated = _activated_socket()
 

@@ -1,63 +1,83 @@
-"""One-time approval codes: made with :mod:`secrets`, kept only as a MAC and a sealed copy.
+"""One-time approval codes: made with :mod:`secrets`, held only in the daemon's memory.
 
-The daemon must both check a code and show it again in the console after a restart, so the
-pending-actions table holds an HMAC (to check, in constant time) and the code sealed with a key
-kept in the state directory (to show). Neither the database nor the audit log holds a code in
-clear; someone with the key file and the database can recover open codes, which is why both live
-in a 0700 directory and why the README's threat model says so.
+Nothing on disk, and nothing an MCP server could read, can give a code back: the database keeps
+no code, no MAC of one and no sealed copy (a 6-digit code behind a MAC is ten seconds of brute
+force for whoever also has the key), and there is no key file. The price is that codes do not
+survive the daemon: after a restart every open action gets a new code, shown in the console,
+and the old one is void (see :meth:`daemon.pending.PendingActions.reissue`).
+
+The process itself is made non-dumpable where the system allows it (:func:`make_undumpable`), so
+other processes of the same user cannot read the codes out of its memory through
+``/proc/PID/mem`` or ``ptrace``; the console, which shows the codes, does the same.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
+import logging
 import secrets
+import sys
+
+log = logging.getLogger("firewalld")
+
+#: ``prctl(PR_SET_DUMPABLE, 0)``: Linux's PR_SET_DUMPABLE is 4.
+_PR_SET_DUMPABLE = 4
 
 
 class CodeBook:
-    """Makes, checks and seals codes with one secret key."""
+    """The codes of the open actions, by action id. Lives and dies with the process."""
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    @classmethod
-    def from_file(cls, path: str) -> CodeBook:
-        """Load the key at ``path``, creating it (0600) on first use."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            with open(path, "rb") as f:
-                key = f.read()
-            if len(key) == 32:
-                return cls(key)
-            raise ValueError(f"{path}: corrupt key file (remove it; open codes will be void)") from None
-        key = secrets.token_bytes(32)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-        return cls(key)
+    def __init__(self) -> None:
+        self._codes: dict[str, str] = {}
 
     @staticmethod
     def new_code(length: int) -> str:
         """A uniformly random code of ``length`` decimal digits."""
         return str(secrets.randbelow(10**length)).zfill(length)
 
-    def mac(self, action_id: str, code: str) -> bytes:
-        """The MAC that stands for ``code`` of ``action_id`` in the database."""
-        return hmac.new(self._key, f"code\0{action_id}\0{code}".encode(), hashlib.sha256).digest()
+    def mint(self, action_id: str, length: int, taken: list[str]) -> str:
+        """Make and remember a code for ``action_id`` that differs from the codes of ``taken``.
 
-    def matches(self, action_id: str, code: str, mac: bytes) -> bool:
-        """Constant-time check of ``code`` against a stored MAC."""
-        return hmac.compare_digest(self.mac(action_id, code), mac)
+        Two waiting actions of one session never share a code: a code names its action.
+        """
+        others = {self._codes[a] for a in taken if a in self._codes}
+        code = self.new_code(length)
+        while code in others:
+            code = self.new_code(length)
+        self._codes[action_id] = code
+        return code
 
-    def _pad(self, action_id: str, size: int) -> bytes:
-        return hmac.new(self._key, f"seal\0{action_id}".encode(), hashlib.sha256).digest()[:size]
+    def code_of(self, action_id: str) -> str | None:
+        """The code of an action (for a console), or None if this process never made one."""
+        return self._codes.get(action_id)
 
-    def seal(self, action_id: str, code: str) -> bytes:
-        """``code`` encrypted for storage (one-time pad derived from the key and the action id)."""
-        raw = code.encode()
-        return bytes(a ^ b for a, b in zip(raw, self._pad(action_id, len(raw)), strict=True))
+    def matches(self, action_id: str, code: str) -> bool:
+        """Constant-time check of ``code`` against the action's code (False if it has none)."""
+        known = self._codes.get(action_id)
+        # Compare against a stand-in when there is no code, so the time taken says nothing.
+        return hmac.compare_digest((known or "\0" * len(code)).encode(), code.encode()) and known is not None
 
-    def unseal(self, action_id: str, sealed: bytes) -> str:
-        """The code back from :meth:`seal` (for the console only)."""
-        return bytes(a ^ b for a, b in zip(sealed, self._pad(action_id, len(sealed)), strict=True)).decode()
+    def forget(self, action_id: str) -> None:
+        """Drop the code of an action that is closed for good."""
+        self._codes.pop(action_id, None)
+
+
+def make_undumpable() -> bool:
+    """Close this process's memory to other processes of the same user, where the OS allows it.
+
+    On Linux, ``prctl(PR_SET_DUMPABLE, 0)`` makes ``/proc/PID/mem``, ``/proc/PID/environ`` and
+    ``ptrace`` refuse everyone but root, and no core dump is written. Elsewhere this does
+    nothing (and returns False). Best effort: a failure is logged, never raised.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+    except (OSError, AttributeError) as exc:
+        log.warning("could not make the process non-dumpable: %s", exc)
+        return False
+    return True

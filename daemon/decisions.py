@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import unicodedata
 
@@ -16,23 +17,47 @@ from daemon import protocol as p
 from daemon.pending import PendingActions
 from daemon.policies import PolicyCache
 from daemon.policy import Policy
+from daemon.selfprotect import SelfProtection
 from daemon.sessions import Session
 from daemon.settings import DaemonSettings
 from daemon.store import Store
 
 log = logging.getLogger("firewalld")
 
+#: The rule name of the built-in self-protection, in verdicts and the audit log.
+SELF_PROTECTION = "builtin.self_protection"
+
 
 class Decisions:
     """The daemon's answers to :class:`~daemon.protocol.Decide` and :class:`~daemon.protocol.Confirm`."""
 
     def __init__(
-        self, settings: DaemonSettings, store: Store, pending: PendingActions, policies: PolicyCache
+        self,
+        settings: DaemonSettings,
+        store: Store,
+        pending: PendingActions,
+        policies: PolicyCache,
+        guard: SelfProtection,
     ) -> None:
         self.settings = settings
         self.store = store
         self.pending = pending
         self.policies = policies
+        self.guard = guard
+        self._bases: dict[str, tuple[str, ...]] = {}  # session -> directories on its server's command line
+
+    def _self_protection(self, session: Session, arguments: object) -> str | None:
+        """Why the built-in rule denies a call (see :mod:`daemon.selfprotect`), or None."""
+        bases = self._bases.get(session.session_id)
+        if bases is None:
+            if len(self._bases) > 10_000:
+                self._bases.clear()
+            bases = self._bases[session.session_id] = tuple(
+                a for a in session.target if os.path.isabs(a) and os.path.isdir(a)
+            )
+        files = (session.config_path,) if session.config_path else ()
+        hit = self.guard.check(arguments, session.cwd, bases, files)
+        return hit.reason() if hit is not None else None
 
     def decide(self, session: Session, msg: p.Decide) -> p.Verdict:
         """Judge one call, record the decision, and pause it if it needs approval."""
@@ -44,16 +69,69 @@ class Decisions:
                 raise TypeError("name")
         except (ValueError, KeyError, TypeError, AttributeError):
             return p.Verdict(msg.rid, p.DENY, "The call could not be read.", "malformed")
+        refusal = self._self_protection(session, arguments)
+        if refusal is not None:
+            return self._refuse(session, msg.rid, tool, refusal, SELF_PROTECTION)
         policy, error = self.policies.get(session.config_path, session.server)
         if policy is None:
             reason = f"The firewall policy could not be loaded: {error}"
             return self._refuse(session, msg.rid, tool, reason, "policy-error")
         verdict = policy.decide(tool, arguments, session.tools.get(tool))
         if verdict.action == p.APPROVE:
-            return self._pause(session, msg, tool, verdict.rule, verdict.reason, policy)
+            return self._pause(session, msg.rid, msg.params, tool, verdict.rule, verdict.reason, policy)
         detail = msg.params[:1000].decode("utf-8", "replace")
         self._record(session, tool, verdict.action, verdict.rule, detail)
         return p.Verdict(msg.rid, verdict.action, verdict.reason, verdict.rule)
+
+    def continue_call(self, session: Session, msg: p.ContinueCall) -> p.Verdict:
+        """Judge the retry of an approved call that adds input the human has not seen.
+
+        It is judged as the approved call with one more argument, ``inputResponses``; ``approve``
+        pauses it as a new action (the console shows that input), ``allow`` lets it run now.
+        """
+        row = self.store.get_pending(msg.action_id)
+        try:
+            params = json.loads(msg.params.decode())
+            frozen = json.loads(row.params) if row is not None else None
+            tool = params["name"]
+            responses = params["inputResponses"]
+            arguments = params.get("arguments") or {}
+            if not isinstance(arguments, dict):
+                raise TypeError("arguments")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return p.Verdict(msg.rid, p.DENY, "The retry could not be read.", "malformed")
+        if (
+            row is None
+            or frozen is None
+            or row.session_id != session.session_id
+            or row.status != "approved"
+            or tool != frozen.get("name")
+            or arguments != (frozen.get("arguments") or {})
+        ):
+            reason = "This retry does not continue an approved call of this chat."
+            return self._refuse(session, msg.rid, str(tool), reason, "continuation")
+        if "inputResponses" in arguments:
+            reason = "The approved call already has an argument called inputResponses: the retry's input "
+            reason += "cannot be told apart from it."
+            return self._refuse(session, msg.rid, tool, reason, "continuation")
+        judged = {**arguments, "inputResponses": responses}
+        refusal = self._self_protection(session, judged)
+        if refusal is not None:
+            return self._refuse(session, msg.rid, tool, refusal, SELF_PROTECTION)
+        policy, error = self.policies.get(session.config_path, session.server)
+        if policy is None:
+            reason = f"The firewall policy could not be loaded: {error}"
+            return self._refuse(session, msg.rid, tool, reason, "policy-error")
+        verdict = policy.decide(tool, judged, session.tools.get(tool))
+        rule = f"{verdict.rule} (the retry of {row.action_id} adds input)"
+        if verdict.action == p.APPROVE:
+            reason = (
+                f"The server asked for more input to finish the approved call {row.action_id}, and the "
+                f"retry carries input the user has not approved. {verdict.reason}"
+            )
+            return self._pause(session, msg.rid, msg.params, tool, rule, reason, policy)
+        self._record(session, tool, verdict.action, rule, msg.params[:1000].decode("utf-8", "replace"))
+        return p.Verdict(msg.rid, verdict.action, verdict.reason, rule)
 
     def _refuse(self, session: Session, rid: int, tool: str, reason: str, rule: str) -> p.Verdict:
         self._record(session, tool, p.DENY, rule, reason)
@@ -76,12 +154,12 @@ class Decisions:
         )
 
     def _pause(
-        self, session: Session, msg: p.Decide, tool: str, rule: str, reason: str, policy: Policy
+        self, session: Session, rid: int, params: bytes, tool: str, rule: str, reason: str, policy: Policy
     ) -> p.Verdict:
         if self.pending.open_count(session.session_id) >= self.settings.max_pending_per_session:
             refusal = "Too many actions of this session are already waiting for approval."
             return self._refuse(
-                session, msg.rid, tool, refusal + " Ask the user to deal with them first.", "limit"
+                session, rid, tool, refusal + " Ask the user to deal with them first.", "limit"
             )
         if not session.prompt_allowed(self.settings.max_prompts_per_minute, time.time()):
             session.flood_refused += 1
@@ -89,12 +167,12 @@ class Decisions:
                 "Too many approval requests from this session in the last minute; the firewall refuses more "
                 "for now. Do not repeat the request: ask the user about the ones already waiting."
             )
-            return self._refuse(session, msg.rid, tool, refusal, "flood")
+            return self._refuse(session, rid, tool, refusal, "flood")
         row = self.pending.create(
             session_id=session.session_id,
             server=session.server,
             tool=tool,
-            params=msg.params,
+            params=params,
             rule=rule,
             reason=reason,
             code_length=policy.otp_length,
@@ -103,7 +181,7 @@ class Decisions:
         )
         session.paused += 1
         log.info("paused %s in %s as %s (%s)", tool, session.session_id, row.action_id, rule)
-        return p.Verdict(msg.rid, p.APPROVE, reason, rule, row.action_id, row.deadline, row.attempts_left)
+        return p.Verdict(rid, p.APPROVE, reason, rule, row.action_id, row.deadline, row.attempts_left)
 
     def confirm(self, session: Session, msg: p.Confirm) -> p.Confirmed:
         """Check a code typed by the user; hand back the frozen call it approves."""

@@ -33,14 +33,19 @@ _CHUNK = 1 << 16
 
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a Unix socket."""
+    return peer_credentials(sock)[1]
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The pid (0 where the system does not say) and uid of the process at the other end."""
     if sys.platform.startswith("linux"):
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        return int(uid)
+        pid, uid, _gid = struct.unpack("3i", creds)
+        return int(pid), int(uid)
     # macOS and the BSDs: LOCAL_PEERCRED at level SOL_LOCAL (0) gives a struct xucred.
     data = sock.getsockopt(0, 0x001, 76)
     _version, uid = struct.unpack_from("Ii", data)
-    return int(uid)
+    return 0, int(uid)
 
 
 class Peer:

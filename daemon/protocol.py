@@ -165,6 +165,17 @@ class Verdict(NamedTuple):
     attempts: int = 0
 
 
+@_register("continue_call")
+class ContinueCall(NamedTuple):
+    """Judge the retry of approved action ``action_id`` that adds input (2026-07-28's
+    ``inputResponses``): ``params`` are the approved call's params with ``inputResponses`` added,
+    canonical JSON. Answered with a :class:`Verdict` (``approve`` names a new action)."""
+
+    rid: int
+    action_id: str
+    params: bytes
+
+
 @_register("confirm")
 class Confirm(NamedTuple):
     """The agent called ``firewall_confirm`` with this code."""
@@ -186,11 +197,19 @@ class Confirmed(NamedTuple):
 
 @_register("outcome")
 class Outcome(NamedTuple):
-    """What the target answered to an approved call (for the audit log)."""
+    """What became of an approved call, for the audit log (and to reopen one that did not run).
+
+    ``state``: ``sent`` (forwarded to the server), ``ran`` (the server answered; ``ok`` says how),
+    ``not_run`` (the shim did not send it: cancelled, or the approval came too late) or
+    ``unknown`` (sent, but no answer will come). A shim keeps each record until the daemon
+    acknowledges its ``rid`` with :class:`Ack`, and sends it again after a reconnect.
+    """
 
     action_id: str
     ok: bool
     detail: str = ""
+    state: str = "ran"
+    rid: int = 0
 
 
 @_register("tools_listed")
@@ -202,6 +221,12 @@ class ToolsListed(NamedTuple):
 
     tools: list[dict[str, Any]]
     first_page: bool
+
+
+@_register("resynced")
+class Resynced(NamedTuple):
+    """Sent by a shim after every (re)connect, once it has re-sent its unacknowledged
+    :class:`Outcome` records: an approved action it said nothing of never reached it."""
 
 
 @_register("withdraw")
@@ -295,11 +320,13 @@ Message = (
     | Welcome
     | ClientInfo
     | Decide
+    | ContinueCall
     | Verdict
     | Confirm
     | Confirmed
     | Outcome
     | ToolsListed
+    | Resynced
     | Withdraw
     | ListPending
     | PendingList
@@ -421,6 +448,11 @@ def home_dir(environ: Mapping[str, str] | None = None) -> str:
 def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
     """Where the daemon keeps its database, lock and logs: ``$HOME/.local/state/mcp-action-firewall``."""
     return os.path.join(home_dir(environ), ".local", "state", APP)
+
+
+def default_config_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where the user's policy lives by default: ``$HOME/.config/mcp-action-firewall``."""
+    return os.path.join(home_dir(environ), ".config", APP)
 
 
 def default_socket_path(environ: Mapping[str, str] | None = None) -> str:

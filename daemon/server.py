@@ -17,11 +17,13 @@ from typing import Any
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
 
+from daemon import failpoints
 from daemon import protocol as p
 from daemon.decisions import Decisions
-from daemon.peer import Peer, peer_uid
-from daemon.pending import PendingActions
+from daemon.peer import Peer, peer_credentials
+from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
+from daemon.selfprotect import SelfProtection, default_places
 from daemon.sessions import Session, Sessions
 from daemon.settings import DaemonSettings
 from daemon.store import Store
@@ -47,7 +49,11 @@ class Firewalld:
         self.pending = pending
         self.sessions = Sessions(store)
         self.policies = PolicyCache()
-        self.decisions = Decisions(settings, store, pending, self.policies)
+        self.guard = SelfProtection(
+            default_places(settings.state_dir, settings.socket_path, p.default_config_dir(), p.home_dir()),
+            p.home_dir(),
+        )
+        self.decisions = Decisions(settings, store, pending, self.policies, self.guard)
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -154,11 +160,12 @@ class Firewalld:
         peer = Peer(stream)
         self._connections += 1
         session: Session | None = None
+        console_proc = ""
         try:
             if self._connections > self.settings.max_connections:
                 await peer.send(p.Error(0, p.E_LIMIT, "firewalld is serving too many connections"))
                 return
-            uid = peer_uid(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+            pid, uid = peer_credentials(stream.extra(anyio.abc.SocketAttribute.raw_socket))
             if uid != self._uid:
                 log.warning("refused a connection from uid %d", uid)
                 return
@@ -180,6 +187,9 @@ class Firewalld:
                     await peer.send(*replies)
                 await peer.serve(lambda batch: self._shim_batch(shim, batch))
             elif hello.role == p.ROLE_CONSOLE:
+                if pid:  # it shows codes: its memory is as off limits to tool calls as ours
+                    console_proc = f"/proc/{pid}"
+                    self.guard.add(console_proc, "console process (its memory)")
                 await peer.send(p.Welcome(session_id="", token=""))
                 while True:
                     for request in rest:
@@ -197,6 +207,8 @@ class Firewalld:
             log.exception("internal error; dropped the connection")
         finally:
             self._connections -= 1
+            if console_proc:
+                self.guard.remove(console_proc)
             self._consoles.discard(peer)
             self._shims.discard(peer)
             if session is not None:
@@ -231,6 +243,8 @@ class Firewalld:
         with self.store.transaction():
             for msg in batch:
                 self._shim_request(session, msg, replies, events)
+        if any(isinstance(r, p.Confirmed) and r.ok for r in replies):
+            failpoints.hit("confirm.committed")
         for event in events:
             self._post(event)
         if self.store.spooled >= INGEST_AFTER:
@@ -250,15 +264,20 @@ class Firewalld:
             case p.Confirm():
                 replies.append(self.decisions.confirm(session, msg))
                 events.append(p.Event("pending", "confirm"))
+            case p.ContinueCall():
+                verdict = self.decisions.continue_call(session, msg)
+                replies.append(verdict)
+                if verdict.action != p.ALLOW:
+                    events.append(p.Event("pending", verdict.action_id))
             case p.Outcome():
-                self.store.audit(
-                    "outcome",
-                    session_id=session.session_id,
-                    server=session.server,
-                    action_id=msg.action_id,
-                    decision="ok" if msg.ok else "error",
-                    detail=msg.detail[:2000],
-                )
+                state = msg.state if msg.state in OUTCOMES else "ran"
+                if self.pending.record_outcome(session.session_id, msg.action_id, state, msg.ok, msg.detail):
+                    events.append(p.Event("pending" if state == "not_run" else "audit", msg.action_id))
+                if msg.rid:
+                    replies.append(p.Ack(msg.rid))
+            case p.Resynced():
+                if self.pending.resync(session.session_id):
+                    events.append(p.Event("pending", "reopened"))
             case p.Withdraw():
                 if self.pending.withdraw(session.session_id, msg.action_id):
                     events.append(p.Event("pending", msg.action_id))
@@ -310,6 +329,10 @@ class Firewalld:
         for row in self.store.open_pending():
             session = self.sessions.get(row.session_id)
             params = json.loads(row.params)
+            shown = params.get("arguments") or {}
+            if isinstance(shown, dict) and "inputResponses" in params:
+                # The retry of an approved call: what it adds is judged, and shown, as one more argument.
+                shown = {**shown, "inputResponses": params["inputResponses"]}
             views.append(
                 {
                     "action_id": row.action_id,
@@ -320,7 +343,7 @@ class Firewalld:
                     "cwd": session.cwd if session else "",
                     "tool": row.tool,
                     # JSON text, not a map: JSON numbers can exceed what msgpack can carry.
-                    "arguments_json": json.dumps(params.get("arguments", {}), ensure_ascii=False),
+                    "arguments_json": json.dumps(shown, ensure_ascii=False),
                     "rule": row.rule,
                     "reason": row.reason,
                     "created": row.created,

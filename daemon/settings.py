@@ -44,6 +44,12 @@ class DaemonSettings(BaseSettings):
     max_failed_codes_per_minute: int = Field(default=5, ge=1)
     """Wrong codes one session may try per minute before code checks pause for that session."""
 
+    max_failed_checks_per_hour: int = Field(default=100, ge=1)
+    """Wrong-code checks per hour for the whole user, every chat together: a wrong code typed in a
+    chat with N actions waiting counts N. Past it, no code is checked until the hour has moved on
+    (approve or deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
+    has at most a 1 in 10,000 chance per hour; see the README."""
+
     audit_max_age_days: float = Field(default=90.0, gt=0)
     """Audit rows older than this are deleted (checked hourly)."""
 
@@ -56,8 +62,8 @@ class DaemonSettings(BaseSettings):
         return os.path.join(self.state_dir, "firewall.db")
 
     @property
-    def key_path(self) -> str:
-        """The secret that seals and checks codes."""
+    def legacy_key_path(self) -> str:
+        """Where versions before 0.5 kept a key that sealed codes in the database (removed at start)."""
         return os.path.join(self.state_dir, "codes.key")
 
     @property

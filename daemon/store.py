@@ -50,8 +50,8 @@ CREATE TABLE IF NOT EXISTS pending (
     server TEXT,
     tool TEXT NOT NULL,
     params BLOB NOT NULL,        -- the frozen tools/call params (canonical JSON)
-    code_mac BLOB NOT NULL,
-    code_sealed BLOB NOT NULL,
+    code_mac BLOB NOT NULL,      -- always empty: codes live in the daemon's memory only
+    code_sealed BLOB NOT NULL,   -- (kept so that older databases open unchanged)
     rule TEXT NOT NULL,
     reason TEXT NOT NULL,
     created REAL NOT NULL,
@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS pending (
     attempts_left INTEGER NOT NULL,
     status TEXT NOT NULL,        -- pending | approved | denied | expired | locked | withdrawn
     closed_at REAL
+    -- added by _migrate(): outcome TEXT (what became of an approved call: sent | ran | not_run |
+    -- unknown) and code_length INTEGER
 );
 CREATE INDEX IF NOT EXISTS pending_session ON pending (session_id, status);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -132,8 +134,6 @@ class PendingRow:
     server: str | None
     tool: str
     params: bytes
-    code_mac: bytes
-    code_sealed: bytes
     rule: str
     reason: str
     created: float
@@ -141,6 +141,11 @@ class PendingRow:
     attempts_left: int
     status: str
     closed_at: float | None
+    #: What became of the call once approved: ``sent`` (the shim sent it to the server), ``ran``
+    #: (the server answered), ``not_run``, ``unknown`` (sent, never answered); None before.
+    outcome: str | None = None
+    #: Digits in the action's code (the code itself is never stored).
+    code_length: int = 6
 
 
 class Store:
@@ -155,6 +160,7 @@ class Store:
         # whichever decision happened to fill the WAL: see checkpoint().
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(SCHEMA)
+        _migrate(self.db)
         self.path = path
         self._tx: _Transaction | None = None
         self._spool_path = os.path.join(os.path.dirname(os.path.abspath(path)), "audit.spool")
@@ -318,15 +324,31 @@ class Store:
             log.info("moved %d audit row(s) left in the spool into the log", count)
 
     def query_audit(
-        self, limit: int, session_id: str | None, server: str | None, tool: str | None
+        self,
+        limit: int,
+        session_id: str | None,
+        server: str | None,
+        tool: str | None,
+        *,
+        event: str | None = None,
+        since: float | None = None,
     ) -> list[dict[str, Any]]:
         """Newest audit rows first, optionally filtered (the spool ingested first)."""
         self.ingest()
-        where, args = [], []
-        for column, value in (("session_id", session_id), ("server", server), ("tool", tool)):
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("session_id", session_id),
+            ("server", server),
+            ("tool", tool),
+            ("event", event),
+        ):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
         sql = "SELECT id, ts, event, session_id, server, tool, action_id, decision, rule, detail FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -353,15 +375,14 @@ class Store:
     def insert_pending(self, row: PendingRow) -> None:
         """Store a new pending action."""
         self._write(
-            "INSERT INTO pending VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO pending ({_PENDING}, code_mac, code_sealed)"
+            f" VALUES ({', '.join('?' * _PENDING_COUNT)}, x'', x'')",
             (
                 row.action_id,
                 row.session_id,
                 row.server,
                 row.tool,
                 row.params,
-                row.code_mac,
-                row.code_sealed,
                 row.rule,
                 row.reason,
                 row.created,
@@ -369,25 +390,29 @@ class Store:
                 row.attempts_left,
                 row.status,
                 row.closed_at,
+                row.outcome,
+                row.code_length,
             ),
         )
 
     def pending_of_session(self, session_id: str, since: float) -> list[PendingRow]:
         """The session's open actions and those closed after ``since`` (to explain a stale code)."""
         cur = self.db.execute(
-            "SELECT * FROM pending WHERE session_id = ? AND (status = 'pending' OR closed_at >= ?)",
+            f"SELECT {_PENDING} FROM pending WHERE session_id = ? AND (status = 'pending' OR closed_at >= ?)",
             (session_id, since),
         )
         return [PendingRow(*row) for row in cur.fetchall()]
 
     def open_pending(self) -> list[PendingRow]:
         """Every open action, newest first."""
-        cur = self.db.execute("SELECT * FROM pending WHERE status = 'pending' ORDER BY created DESC")
+        cur = self.db.execute(
+            f"SELECT {_PENDING} FROM pending WHERE status = 'pending' ORDER BY created DESC"
+        )
         return [PendingRow(*row) for row in cur.fetchall()]
 
     def get_pending(self, action_id: str) -> PendingRow | None:
         """One action by id."""
-        row = self.db.execute("SELECT * FROM pending WHERE action_id = ?", (action_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_PENDING} FROM pending WHERE action_id = ?", (action_id,)).fetchone()
         return PendingRow(*row) if row else None
 
     def close_pending(self, action_id: str, status: str) -> bool:
@@ -409,12 +434,66 @@ class Store:
 
     def due_for_expiry(self, now: float) -> list[PendingRow]:
         """Open actions whose deadline has passed."""
-        cur = self.db.execute("SELECT * FROM pending WHERE status = 'pending' AND deadline <= ?", (now,))
+        cur = self.db.execute(
+            f"SELECT {_PENDING} FROM pending WHERE status = 'pending' AND deadline <= ?", (now,)
+        )
         return [PendingRow(*row) for row in cur.fetchall()]
 
-    def prune_pending(self, older_than: float) -> None:
-        """Forget closed actions long gone (their trace stays in the audit log)."""
-        self._write("DELETE FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,))
+    def prune_pending(self, older_than: float) -> list[str]:
+        """Forget closed actions long gone (their trace stays in the audit log); returns their ids."""
+        gone = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT action_id FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,)
+            )
+        ]
+        if gone:
+            self._write("DELETE FROM pending WHERE status != 'pending' AND closed_at < ?", (older_than,))
+        return gone
+
+    def set_outcome(self, action_id: str, outcome: str) -> str | None:
+        """Record what became of an approved call; returns the outcome it had before (None also when
+        the action is not approved).
+
+        Outcomes only move forward: ``sent``, ``input_required`` (a round of the call is over, the
+        next one may be ``sent`` again), then ``ran``, ``not_run`` or ``unknown``, which are final.
+        A record that arrives twice (re-sent after a reconnect) changes nothing.
+        """
+        row = self.db.execute(
+            "SELECT outcome FROM pending WHERE action_id = ? AND status = 'approved'", (action_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        before: str | None = row[0]
+        if before is None or (before != outcome and before in ("sent", "input_required")):
+            self._write("UPDATE pending SET outcome = ? WHERE action_id = ?", (outcome, action_id))
+        return before
+
+    def reopen_pending(self, action_id: str) -> bool:
+        """Make an approved action that never ran wait for approval again; False if it did not qualify."""
+        cur = self._write(
+            "UPDATE pending SET status = 'pending', closed_at = NULL, outcome = NULL"
+            " WHERE action_id = ? AND status = 'approved' AND (outcome IS NULL OR outcome = 'not_run')",
+            (action_id,),
+        )
+        return cur.rowcount == 1
+
+    def approved_without_outcome(self, session_id: str) -> list[PendingRow]:
+        """Approved actions of a session of which nothing is known since: not even that they were sent."""
+        cur = self.db.execute(
+            f"SELECT {_PENDING} FROM pending"
+            " WHERE session_id = ? AND status = 'approved' AND outcome IS NULL",
+            (session_id,),
+        )
+        return [PendingRow(*row) for row in cur.fetchall()]
+
+    def wipe_code_material(self) -> int:
+        """Blank the MACs and sealed codes that databases of older versions kept (see daemon.codes)."""
+        cur = self._write(
+            "UPDATE pending SET code_mac = x'', code_sealed = x''"
+            " WHERE length(code_mac) OR length(code_sealed)"
+        )
+        return cur.rowcount
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -462,6 +541,22 @@ class Store:
     def close_session(self, session_id: str) -> None:
         """Mark a session closed (its shim went away)."""
         self._write("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
+
+
+_PENDING = (
+    "action_id, session_id, server, tool, params, rule, reason, created, deadline, attempts_left,"
+    " status, closed_at, outcome, code_length"
+)
+_PENDING_COUNT = _PENDING.count(",") + 1
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to this schema (idempotent)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(pending)")}
+    if "outcome" not in columns:
+        db.execute("ALTER TABLE pending ADD COLUMN outcome TEXT")
+    if "code_length" not in columns:
+        db.execute("ALTER TABLE pending ADD COLUMN code_length INTEGER NOT NULL DEFAULT 6")
 
 
 #: Audit rows that may wait in the spool while the database refuses them; past this, batches

@@ -2,12 +2,25 @@
 
 A paused call is answered at once with :func:`paused_text` (which never holds a code: the daemon
 never sends one to a shim). ``firewall_confirm`` sends the agent's code to the daemon; on success
-the frozen call is replayed under the confirm's id (:func:`replay_params`). If the server answers
-the replay ``input_required`` (2026-07-28), the server's ``requestState`` is swapped for a
-continuation token the shim remembers; the agent's retry (the same confirm, with a new id and
-``inputResponses``) brings the token back and runs the approved call's next round without a new
-approval, and can only ever run the approved tool and arguments. Tokens are random, single use,
-and live in this process only.
+the frozen call is sent to the server under an id that only the shim chooses
+(:data:`RUN_ID_PREFIX` and 64 random bits), and the server's answer is mapped back to the
+confirm's id. So no request of the agent's can be taken for the approved call, nor its answer
+for the approved call's answer (the agent cannot send the id, it never sees it).
+
+What became of each approved call goes to the daemon as a reliable record (kept until the daemon
+acknowledges it, sent again after a reconnect): ``sent``, then ``ran`` (or ``unknown`` if no
+answer will come); ``not_run`` if it was never sent (the agent cancelled, or the approval came
+after the shim had stopped waiting), which makes the daemon put the action back to wait for
+approval, so the agent's "it did not run" stays true.
+
+If the server answers the replay ``input_required`` (2026-07-28), the server's ``requestState`` is
+swapped for a continuation token the shim remembers. The agent's retry (the same confirm, with a
+new id) brings the token back. A retry that only returns the token continues the approval. A
+retry that adds ``inputResponses`` adds something the human has not seen: the daemon judges it
+as the approved call plus one argument ``inputResponses``, and it runs only as the policy says
+(``approve``: a new action, shown in the console with those input responses, and a new code).
+Whatever else the retry carries is not sent. Tokens are random, single use, and live in this
+process only.
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
@@ -29,10 +42,15 @@ log = logging.getLogger("mcp-action-firewall")
 _PREVIEW = 4096
 #: The prefix of the ``requestState`` the shim hands out for an approved call's next round.
 CONTINUATION_PREFIX = "mcp-action-firewall/continue/"
+#: The prefix of the ids under which approved calls go to the server.
+RUN_ID_PREFIX = "mcp-action-firewall/run/"
 #: Bound on the continuations remembered (oldest forgotten first).
 _MAX_CONTINUATIONS = 256
 #: Members of a replayed call that belong to the request that carries it, not to the approval.
 _TRANSPORT = ("_meta", "inputresponses", "requeststate")
+#: ``_meta`` keys a replay takes from the request that carries it: the progress token, trace
+#: context, and the keys under the prefixes the MCP specification reserves for itself.
+_META_KEYS = frozenset({"progresstoken", "traceparent", "tracestate", "baggage"})
 
 
 class Writer(Protocol):
@@ -48,16 +66,34 @@ class Link(Protocol):
 
     def notify(self, message: p.Message, *, sticky: str | None = None) -> None: ...
 
+    def notify_reliable(self, key: str, message: p.Outcome) -> None: ...
+
+
+class Replay(NamedTuple):
+    """An approved call on its way to the server, under the shim's own id."""
+
+    agent_id: JsonId
+    """The id of the agent's ``firewall_confirm``, which gets the answer."""
+    action_id: str
+    params: bytes
+    """The params sent, for the next round of an ``input_required`` answer."""
+
 
 class Confirmations:
     """The confirm half of :class:`shim.firewall.Firewall`, which provides the state and methods below."""
 
     _client: Writer
+    _target: Writer
+    _link: Link
+    target_alive: bool
+    whole_answers_asked: int
+    _inflight: dict[JsonId, str]
     _judging: dict[JsonId, bool]
+    _replays: dict[JsonId, Replay]
+    _replay_ids: dict[JsonId, JsonId]
     _continuations: dict[str, tuple[str, bytes, Any]]
-
-    def _forward_call(self, msg_id: JsonId, params_json: bytes, action_id: str | None = None) -> None:
-        raise NotImplementedError
+    #: Server state of a continuation that waits for a new approval, by its new action id.
+    _held_states: dict[str, Any]
 
     def _notify(self, message: p.Message, *, sticky: str | None = None) -> None:
         raise NotImplementedError
@@ -67,6 +103,21 @@ class Confirmations:
 
     def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:
         raise NotImplementedError
+
+    def _on_verdict(
+        self,
+        msg_id: JsonId,
+        name: str,
+        params_json: bytes,
+        stateless: bool,
+        reply: p.Message | None,
+        why: str,
+        *,
+        run: Callable[[], None] | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    # -- the code --------------------------------------------------------------------------
 
     def _on_confirm(self, msg_id: JsonId, params: dict[str, Any], stateless: bool) -> None:
         state = params.get("requestState")
@@ -120,21 +171,119 @@ class Confirmations:
         cancelled = self._judging.pop(msg_id, False)
         if isinstance(reply, p.Confirmed) and reply.ok:
             if cancelled:
-                detail = "not run: the agent cancelled its confirm before the call could be sent"
-                self._notify(p.Outcome(reply.action_id, False, detail))
+                self._record(
+                    reply.action_id, "not_run", "the agent cancelled its confirm before the call was sent"
+                )
                 return
             frozen = json.loads(reply.params)
             if not isinstance(frozen, dict):
                 raise TypeError("the daemon's frozen params are not an object")
-            self._forward_call(msg_id, rpc.dumps(replay_params(frozen, meta, task)), reply.action_id)
+            params = replay_params(frozen, meta, task)
+            held = self._held_states.pop(reply.action_id, None)
+            if held is not None:
+                params["requestState"] = held
+            self._run_approved(msg_id, params, reply.action_id, stateless)
             return
         if cancelled:
             return
         if isinstance(reply, p.Confirmed | p.Error):
             text = reply.message
         else:
-            text = f"The firewall could not check the code: {why}. Nothing was run; try again shortly."
+            text = (
+                f"The firewall could not check the code: {why}. Nothing was run. Ask the user for the "
+                "code shown in the firewall console now (codes change if the firewall daemon restarts), "
+                "then confirm again."
+            )
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
+
+    def on_late_reply(self, reply: p.Message) -> None:
+        """An answer from the daemon after its request gave up: an approval that came too late
+        did not run, and the daemon must know (it puts the action back to wait)."""
+        if isinstance(reply, p.Confirmed) and reply.ok and reply.action_id:
+            self._record(reply.action_id, "not_run", "the approval came after the shim had stopped waiting")
+
+    # -- running an approved call ----------------------------------------------------------
+
+    def _run_approved(
+        self, agent_id: JsonId, params: dict[str, Any], action_id: str, stateless: bool
+    ) -> None:
+        """Send an approved call to the server under an id of the shim's own."""
+        params_json = rpc.dumps(params)
+        if not self.target_alive:
+            self._record(action_id, "not_run", "the server had exited")
+            self._client.write_line(
+                rpc.error_line(agent_id, rpc.TARGET_GONE, "The MCP server behind the firewall has exited.")
+            )
+            return
+        wire_id = RUN_ID_PREFIX + os.urandom(8).hex()
+        line = b'{"jsonrpc":"2.0","id":"%b","method":"tools/call","params":%b}' % (
+            wire_id.encode(),
+            params_json,
+        )
+        self._inflight[wire_id] = "tools/call"
+        self._replays[wire_id] = Replay(agent_id, action_id, params_json)
+        self._replay_ids[agent_id] = wire_id
+        self.whole_answers_asked += 1
+        if not self._target.write_line(line):
+            self._forget_replay(wire_id)
+            self._record(action_id, "not_run", "the server's input was closed")
+            self._client.write_line(
+                rpc.error_line(agent_id, rpc.TARGET_GONE, "The MCP server behind the firewall has exited.")
+            )
+            return
+        self._record(action_id, "sent", "sent to the server")
+
+    def _forget_replay(self, wire_id: JsonId) -> Replay | None:
+        """Take an approved call out of the books, if ``wire_id`` is one; returns it."""
+        replay = self._replays.pop(wire_id, None)
+        if replay is not None:
+            self._inflight.pop(wire_id, None)
+            self._replay_ids.pop(replay.agent_id, None)
+        return replay
+
+    def _replay_lost(self, wire_id: JsonId, why: str) -> None:
+        """An approved call in flight will get no answer from the server: tell the agent the truth."""
+        replay = self._forget_replay(wire_id)
+        if replay is None:
+            return
+        self._record(replay.action_id, "unknown", why)
+        text = (
+            f"The approved call was sent to the MCP server, but {why}: it may or may not have run. Check "
+            f"the firewall's log (`firewall-console log`, action {replay.action_id}) and the server "
+            "before trying again."
+        )
+        self._client.write_line(rpc.error_line(replay.agent_id, rpc.TARGET_GONE, text))
+
+    def _record(self, action_id: str, state: str, detail: str, ok: bool = False) -> None:
+        """Tell the daemon what became of an approved call, reliably; never raises."""
+        try:
+            self._link.notify_reliable(action_id, p.Outcome(action_id, ok, detail, state))
+        except Exception as exc:
+            log.warning("could not record the outcome of %s: %r", action_id, exc)
+
+    def _finish_replay(self, replay: Replay, line: bytes) -> bytes:
+        """The server's answer to an approved call, under the confirm's id; audited, and an
+        ``input_required`` one turned into a continuation."""
+        msg = json.loads(line)  # response_id() parsed it already: it is JSON
+        if not isinstance(msg, dict):
+            raise TypeError("not an object")
+        msg["id"] = replay.agent_id
+        result = msg.get("result")
+        if isinstance(result, dict) and result.get("resultType") == "input_required":
+            token = CONTINUATION_PREFIX + os.urandom(16).hex()
+            self._continuations[token] = (replay.action_id, replay.params, result.get("requestState"))
+            if len(self._continuations) > _MAX_CONTINUATIONS:
+                del self._continuations[next(iter(self._continuations))]
+            result["requestState"] = token
+            detail = "input_required: the server asked for more input"
+            self._record(replay.action_id, "input_required", detail, ok=True)
+            return rpc.dumps_reply(msg)
+        ok = isinstance(result, dict) and not result.get("isError", False)
+        error = msg.get("error")
+        self._record(replay.action_id, "ran", "ok" if ok else json.dumps(error or "isError")[:500], ok=ok)
+        return rpc.dumps_reply(msg)
+
+    # -- the next round of an input_required answer ----------------------------------------
 
     def _continue(self, msg_id: JsonId, params: dict[str, Any], token: str, stateless: bool) -> None:
         """The agent's retry of an approved call that the server answered ``input_required``."""
@@ -147,55 +296,71 @@ class Confirmations:
             self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
             return
         action_id, sent, server_state = found
-        base = {k: v for k, v in json.loads(sent).items() if rpc.fold_key(k) not in _TRANSPORT}
-        if "_meta" in params:
-            base["_meta"] = params["_meta"]
-        if "inputResponses" in params:
-            base["inputResponses"] = params["inputResponses"]
-        if server_state is not None:
-            base["requestState"] = server_state
-        self._forward_call(msg_id, rpc.dumps(base), action_id)
+        retry = {k: v for k, v in json.loads(sent).items() if rpc.fold_key(k) not in _TRANSPORT}
+        responses = params.get("inputResponses")
+        meta = transport_meta(params.get("_meta"))
 
-    def _finish_replay(self, replay: tuple[str, bytes], line: bytes) -> bytes:
-        """Audit an approved call's answer; turn an ``input_required`` one into a continuation."""
-        action_id, sent = replay
-        try:
-            msg = json.loads(line)
-        except (ValueError, RecursionError):
-            self._notify(p.Outcome(action_id, False, "unparsable answer"))
-            return line
-        result = msg.get("result") if isinstance(msg, dict) else None
-        if isinstance(result, dict) and result.get("resultType") == "input_required":
-            token = CONTINUATION_PREFIX + os.urandom(16).hex()
-            self._continuations[token] = (action_id, sent, result.get("requestState"))
-            if len(self._continuations) > _MAX_CONTINUATIONS:
-                del self._continuations[next(iter(self._continuations))]
-            result["requestState"] = token
-            detail = "input_required: the server asked for more input; the retry continues this approval"
-            self._notify(p.Outcome(action_id, True, detail))
-            return rpc.dumps_reply(msg)
-        ok = isinstance(result, dict) and not result.get("isError", False)
-        error = msg.get("error") if isinstance(msg, dict) else None
-        detail = "ok" if ok else json.dumps(error or "isError")[:500]
-        self._notify(p.Outcome(action_id, ok, detail))
-        return line
+        def run(run_action: str = action_id) -> None:
+            sent_params = dict(retry)
+            if meta is not None:
+                sent_params["_meta"] = meta
+            if server_state is not None:
+                sent_params["requestState"] = server_state
+            self._run_approved(msg_id, sent_params, run_action, stateless)
+
+        if not responses:  # nothing the human has not seen: this round continues the approval
+            run()
+            return
+        retry["inputResponses"] = responses
+        retry_json = rpc.dumps(retry)
+        name = str(retry.get("name", ""))
+
+        def judged(reply: p.Message | None, why: str) -> None:
+            if isinstance(reply, p.Verdict) and reply.action == p.APPROVE and reply.action_id:
+                self._held_states[reply.action_id] = server_state  # for when it is approved
+                if len(self._held_states) > _MAX_CONTINUATIONS:
+                    del self._held_states[next(iter(self._held_states))]
+            self._on_verdict(msg_id, name, retry_json, stateless, reply, why, run=run)
+
+        self._ask(msg_id, name, stateless, lambda rid: p.ContinueCall(rid, action_id, retry_json), judged)
+
+
+def transport_meta(meta: Any) -> dict[str, Any] | None:
+    """The part of a request's ``_meta`` that belongs to its transport, which an approved call may
+    take: the progress token, trace context and the keys under the prefixes MCP reserves
+    (``io.modelcontextprotocol/``...). Anything else could carry what the human never saw."""
+    if not isinstance(meta, dict):
+        return None
+    return {k: v for k, v in meta.items() if _transport_key(k)}
+
+
+def _transport_key(key: str) -> bool:
+    folded = key.lower()
+    if folded in _META_KEYS:
+        return True
+    prefix, slash, _ = folded.partition("/")
+    labels = prefix.split(".")
+    # The spec reserves prefixes whose second label is "modelcontextprotocol" or "mcp".
+    return bool(slash) and len(labels) >= 2 and labels[1] in ("modelcontextprotocol", "mcp")
 
 
 def replay_params(frozen: dict[str, Any], meta: Any, task: Any) -> dict[str, Any]:
     """The frozen call as it is replayed under a confirm.
 
-    Name, arguments and everything else are as intercepted. Transport metadata (``_meta``: the
-    progress token, the stateless protocol version) comes from the confirm; so does task
-    augmentation when the confirm asks for it, else the intercepted call's stands. Keys that fold
-    to those are dropped from the frozen call, so the result has no case-variant twins.
+    Name, arguments and everything else are as intercepted. Transport metadata (the transport
+    part of ``_meta``: the progress token, the stateless protocol version) comes from the
+    confirm; so does task augmentation when the confirm asks for it, else the intercepted call's
+    stands. Keys that fold to those are dropped from the frozen call, so the result has no
+    case-variant twins.
     """
     params = {
         k: v
         for k, v in frozen.items()
         if (folded := rpc.fold_key(k)) != "_meta" and (task is None or folded != "task")
     }
-    if meta is not None:
-        params["_meta"] = meta
+    kept = transport_meta(meta)
+    if kept is not None:
+        params["_meta"] = kept
     if task is not None:
         params["task"] = task
     return params
@@ -206,7 +371,11 @@ def paused_text(name: str, params_json: bytes, verdict: p.Verdict) -> str:
     sends a code to a shim, so there is nothing here that could leak it."""
     arguments: Any
     if len(params_json) <= _PREVIEW:
-        arguments = json.loads(params_json).get("arguments", {})
+        shown = json.loads(params_json)
+        arguments = shown.get("arguments", {})
+        if "inputResponses" in shown and isinstance(arguments, dict):
+            # As the console shows it, and as the policy judged it: one more argument.
+            arguments = {**arguments, "inputResponses": shown["inputResponses"]}
     else:
         arguments = f"({len(params_json)} bytes; see the firewall console for the full arguments)"
     minutes = max(1, round((verdict.expires_at - _now()) / 60)) if verdict.expires_at else 5

@@ -26,6 +26,8 @@ log = logging.getLogger("mcp-action-firewall")
 Callback = Callable[[p.Message | None, str], None]
 
 _DOWN, _HANDSHAKE, _READY = "down", "handshake", "ready"
+#: Records kept for a daemon that is away (one per approved call whose fate it has not heard).
+_MAX_RELIABLE = 4096
 
 
 class _Request:
@@ -61,6 +63,12 @@ class DaemonLink:
         self._queued: dict[int, _Request] = {}  # waiting for a connection
         self._inflight: dict[int, _Request] = {}  # sent, waiting for an answer
         self._sticky: dict[str, p.Message] = {}  # re-sent after every (re)connect
+        # Records the daemon must not miss (what became of an approved call), by key, each kept
+        # until the daemon acknowledges its rid, and re-sent after every (re)connect.
+        self._reliable: dict[str, p.Outcome] = {}
+        self._reliable_rids: dict[int, str] = {}
+        #: Called with an answer that came after its request had given up (see Firewall).
+        self.on_late: Callable[[p.Message], None] | None = None
         self._next_rid = 1
         self._backoff = 0.01
         self._last_spawn = -1e9
@@ -110,12 +118,45 @@ class DaemonLink:
         if self._state == _READY:
             self._send(message, None)
 
+    def notify_reliable(self, key: str, message: p.Outcome) -> None:
+        """Send a record that must reach the daemon even if it restarts: kept (in place of an
+        earlier record under the same ``key``) until the daemon acknowledges it, re-sent after a
+        reconnect. The daemon takes a record it has already seen as a no-op."""
+        rid = self._next_rid
+        self._next_rid += 1
+        message = message._replace(rid=rid)
+        self._reliable.pop(key, None)  # re-inserted: records go out in the order they were made
+        self._reliable[key] = message
+        if len(self._reliable) > _MAX_RELIABLE:  # only while the daemon stays away for very long
+            lost = next(iter(self._reliable))
+            del self._reliable[lost]
+            log.error("too many records wait for firewalld; the oldest, for %s, is dropped", lost)
+        self._reliable_rids[rid] = key
+        if self._state == _READY:
+            self._send(message, None)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Reliable records the daemon has not acknowledged yet."""
+        return len(self._reliable)
+
     # -- internals -------------------------------------------------------------------------
 
-    def _finish(self, rid: int, message: p.Message | None, reason: str) -> None:
+    def _acknowledged(self, rid: int) -> bool:
+        key = self._reliable_rids.pop(rid, None)
+        if key is None:
+            return False
+        record = self._reliable.get(key)
+        if record is not None and record.rid == rid:
+            del self._reliable[key]
+        return True
+
+    def _finish(self, rid: int, message: p.Message | None, reason: str) -> bool:
         req = self._inflight.pop(rid, None) or self._queued.pop(rid, None)
-        if req is not None:
-            req.callback(message, reason)
+        if req is None:
+            return False
+        req.callback(message, reason)
+        return True
 
     def _expire(self) -> None:
         """Fail the requests past their deadline; wake again for the next one.
@@ -237,8 +278,13 @@ class DaemonLink:
                 self._welcomed(message)
             else:
                 rid = getattr(message, "rid", None)
-                if rid is not None:
-                    self._finish(rid, message, "")
+                if rid is None or self._finish(rid, message, ""):
+                    continue
+                if not (isinstance(message, p.Ack) and self._acknowledged(rid)) and self.on_late:
+                    try:
+                        self.on_late(message)  # the answer to a request that gave up waiting
+                    except Exception as exc:  # the link must outlive any handler
+                        log.error("internal error on a late answer from firewalld: %r", exc)
 
     def _welcomed(self, message: p.Message) -> None:
         if not isinstance(message, p.Welcome):
@@ -254,6 +300,9 @@ class DaemonLink:
         log.debug("connected to firewalld as session %s", message.session_id)
         for sticky in list(self._sticky.values()):
             self._send(sticky, None)
+        for record in list(self._reliable.values()):
+            self._send(record, None)
+        self._send(p.Resynced(), None)  # everything it should know of this session is on its way
         queued, self._queued = self._queued, {}
         for rid, req in queued.items():
             self._inflight[rid] = req

@@ -20,7 +20,16 @@ from typing import Any
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
-from shim.confirm import CONTINUATION_PREFIX, Confirmations, Link, Writer, debug, paused_text, wire_text
+from shim.confirm import (
+    CONTINUATION_PREFIX,
+    Confirmations,
+    Link,
+    Replay,
+    Writer,
+    debug,
+    paused_text,
+    wire_text,
+)
 from shim.jsonrpc import JsonId
 from shim.listing import (
     CONFIRM_TOOL,
@@ -56,12 +65,16 @@ class Firewall(Confirmations, Streaming):
         self._client = to_client
         self._target = to_target
         self._link = link
+        if hasattr(link, "on_late"):
+            link.on_late = self.on_late_reply
         self._inflight: dict[JsonId, str] = {}  # forwarded requests awaiting the target's answer
         self._list_first_page: dict[JsonId, bool] = {}  # tools/list requests in flight
-        self._replays: dict[JsonId, tuple[str, bytes]] = {}  # approved calls in flight -> action, params
+        self._replays: dict[JsonId, Replay] = {}  # approved calls in flight, by the shim's own id
+        self._replay_ids: dict[JsonId, JsonId] = {}  # the agent's confirm id -> the shim's id
         self._judging: dict[JsonId, bool] = {}  # calls and confirms awaiting the daemon -> cancelled?
         self._paused: dict[JsonId, str] = {}  # answered as paused -> action id
         self._continuations: dict[str, tuple[str, bytes, Any]] = {}  # token -> action, params, state
+        self._held_states: dict[str, Any] = {}  # action waiting for a new approval -> server state
         self._client_info: tuple[str, str, str] | None = None
         self.target_alive = True
         #: tools/list pages and approved calls sent so far (see Streaming.may_end_stream).
@@ -102,6 +115,10 @@ class Firewall(Confirmations, Streaming):
             self._target.write_line(rpc.unsplittable(line))
             return
         msg_id: JsonId | None = msg.get("id")
+        if msg_id is not None and self._busy(msg_id):
+            text = f"Invalid Request: id {msg_id!r} is already used by a request in flight; nothing was sent"
+            self._refuse(rpc.Rejected(rpc.INVALID_REQUEST, text, msg_id), line)
+            return
         params: dict[str, Any] = msg.get("params") or {}
         self._note_client(method, params)
         if method == "tools/call":
@@ -130,6 +147,14 @@ class Firewall(Confirmations, Streaming):
                 return
         if not self._target.write_line(rpc.unsplittable(line)) and msg_id is not None:
             self._answer_gone(msg_id)
+
+    def _busy(self, msg_id: JsonId) -> bool:
+        """Whether a request with this id is still waiting for its answer (a second request under
+        it would make its answer ambiguous). An id answered as paused is free again."""
+        if msg_id in self._inflight or msg_id in self._judging or msg_id in self._replay_ids:
+            return True
+        self._paused.pop(msg_id, None)  # a cancel of this id now means the new request
+        return False
 
     def on_client_overlong(self, head: bytes, size: int) -> None:
         """A line from the agent over the size limit was dropped; ``head`` is its beginning.
@@ -198,6 +223,18 @@ class Firewall(Confirmations, Streaming):
         if req in self._judging:
             self._judging[req] = True
             return True
+        wire_id = self._replay_ids.get(req)
+        if wire_id is not None:  # the approved call it started runs under the shim's own id
+            replay = self._forget_replay(wire_id)
+            if replay is not None:
+                self._record(replay.action_id, "unknown", "the agent cancelled it while it ran")
+            cancel = {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {**params, "requestId": wire_id},
+            }
+            self._target.write_line(rpc.dumps_reply(cancel))
+            return True
         action_id = self._paused.pop(req, None)
         if action_id is None:
             if self._inflight.pop(req, None) is None:
@@ -248,11 +285,16 @@ class Firewall(Confirmations, Streaming):
         stateless: bool,
         reply: p.Message | None,
         why: str,
+        *,
+        run: Any = None,
     ) -> None:
         cancelled = self._judging.pop(msg_id, False)
         if isinstance(reply, p.Verdict) and reply.action == p.ALLOW:
             if not cancelled:
-                self._forward_call(msg_id, params_json)
+                if run is not None:
+                    run()
+                else:
+                    self._forward_call(msg_id, params_json)
             return
         if isinstance(reply, p.Verdict) and reply.action == p.APPROVE:
             if cancelled:
@@ -284,7 +326,7 @@ class Firewall(Confirmations, Streaming):
         text = f"The MCP Action Firewall failed on the call to '{name}' ({exc!r}); it did not run."
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
 
-    def _forward_call(self, msg_id: JsonId, params_json: bytes, action_id: str | None = None) -> None:
+    def _forward_call(self, msg_id: JsonId, params_json: bytes) -> None:
         line = b'{"jsonrpc":"2.0","id":%b,"method":"tools/call","params":%b}' % (
             b"%d" % msg_id if type(msg_id) is int else rpc.dumps(msg_id),  # ints: no json.dumps
             params_json,
@@ -292,9 +334,6 @@ class Firewall(Confirmations, Streaming):
         alive = self.target_alive
         if alive:
             self._inflight[msg_id] = "tools/call"
-            if action_id is not None:
-                self._replays[msg_id] = (action_id, params_json)
-                self.whole_answers_asked += 1
         if not alive or not self._target.write_line(line):
             self._answer_gone(msg_id)
 
@@ -316,15 +355,15 @@ class Firewall(Confirmations, Streaming):
         msg_id = response_id(line, exact=bool(self._list_first_page or self._replays))
         if msg_id is NOT_A_RESPONSE:
             return line
+        replay = self._forget_replay(msg_id)
+        if replay is not None:
+            return self._finish_replay(replay, line)
         method = self._inflight.pop(msg_id, None)
         first_page = self._list_first_page.pop(msg_id, None)
-        replay = self._replays.pop(msg_id, None)
         if method == "tools/list" and first_page is not None:
             line, listed = rewrite_tools_list(line, first_page)
             if listed is not None:
                 self._notify(p.ToolsListed(listed, first_page))
-        if replay is not None:
-            line = self._finish_replay(replay, line)
         return line
 
     def on_target_overlong(self, head: bytes, tail: bytes, size: int) -> None:
@@ -338,12 +377,13 @@ class Firewall(Confirmations, Streaming):
             if not rpc.valid_id(found):
                 return
             msg_id: JsonId = found
-            if self._inflight.pop(msg_id, None) is None:
+            replay = self._forget_replay(msg_id)
+            if replay is not None:
+                self._record(replay.action_id, "ran", f"answer of {size} bytes dropped: over the limit")
+                msg_id = replay.agent_id
+            elif self._inflight.pop(msg_id, None) is None:
                 return
             self._list_first_page.pop(msg_id, None)
-            replay = self._replays.pop(msg_id, None)
-            if replay is not None:
-                self._notify(p.Outcome(replay[0], False, f"answer of {size} bytes dropped: over the limit"))
             why = f"The server's answer ({size} bytes or more) is over the firewall's size limit: dropped."
             self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, why))
         except Exception as exc:  # the reader must outlive any message
@@ -352,10 +392,11 @@ class Firewall(Confirmations, Streaming):
     def on_target_exit(self) -> None:
         """The target closed its stdout: every request still in flight gets an error."""
         self.target_alive = False
+        for wire_id in list(self._replays):
+            self._replay_lost(wire_id, "the server exited before it answered")
         ids = list(self._inflight)
         self._inflight.clear()
         self._list_first_page.clear()
-        self._replays.clear()
         self._continuations.clear()
         for msg_id in ids:
             self._answer_gone(msg_id)

@@ -63,11 +63,14 @@ class Streaming:
     whole_answers_asked: int
     _inflight: dict[JsonId, str]
     _list_first_page: dict[JsonId, bool]
-    _replays: dict[JsonId, tuple[str, bytes]]
+    _replays: dict[JsonId, Any]
 
     _client: Writer
 
     def _notify(self, message: p.Message, *, sticky: str | None = None) -> None:
+        raise NotImplementedError
+
+    def _replay_lost(self, wire_id: JsonId, why: str) -> None:
         raise NotImplementedError
 
     def may_stream(self, head: bytes) -> Streamed | None:
@@ -135,15 +138,15 @@ class Streaming:
             msg_id = streamed.answered(tail)
             if not rpc.valid_id(msg_id):
                 return  # an answer with no id in reach: an exit error may follow it, nothing worse
+            if msg_id in self._replays:
+                # Only a server that began its answer before the approved call reached it gets
+                # here: its answer went by under the shim's own id, which the agent does not know.
+                self._replay_lost(msg_id, "its answer could not be checked")
+                return
             self._inflight.pop(msg_id, None)
             first_page = self._list_first_page.pop(msg_id, None)
-            replay = self._replays.pop(msg_id, None)
         except Exception as exc:  # the reader must outlive any message
             log.error("internal error at the end of a message from the server: %r", exc, exc_info=debug())
             return
-        # Only a server that began its answer before the request reached it gets here.
         if first_page is not None:
             log.warning("the server answered tools/list before it was asked; relayed as it was")
-        if replay is not None:
-            detail = "answer not checked: the server began it before the approved call was sent"
-            self._notify(p.Outcome(replay[0], False, detail))

@@ -1,9 +1,10 @@
 """Multi-round-trip calls (2026-07-28 ``input_required``) and task-augmented calls, through the real shim.
 
 The scripted server answers ``ask`` with ``input_required`` until it is retried with ``inputResponses``.
-An allowed call's retry is simply judged again. An approved call's retry must not ask the human again,
-and must still run exactly the approved tool and arguments: the shim hands the agent a continuation
-token in place of the server's ``requestState``, and a retry that brings it back runs the frozen call.
+An allowed call's retry is simply judged again. An approved call's retry must run exactly the approved
+tool and arguments: the shim hands the agent a continuation token in place of the server's
+``requestState``, and a retry that brings it back runs the frozen call. The input the retry adds
+(``inputResponses``) is judged and shown to the human like any other argument before it is sent.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def test_allowed_call_retry_is_judged_and_passes(tmp_path: Path, fdaemon: Daemon
 def test_approved_call_continues_without_a_second_approval(
     tmp_path: Path, fdaemon: Daemon, guarded: Path
 ) -> None:
-    """Paused, approved, input_required, retried: the approved tool and arguments run once, asked once."""
+    """Paused, approved, input_required, retried: the retry runs the approved tool and arguments, and
+    the input it adds is shown to the human and approved like any other argument before it is sent."""
     peer, record, fx = shim_peer(tmp_path, fdaemon, guarded)
     with peer:
         paused = peer.ask(call(1, "ask", {"n": 42}, _meta=meta()))
@@ -76,8 +78,13 @@ def test_approved_call_continues_without_a_second_approval(
         # The retry (as the SDK sends it: same tool, same arguments, new id) tries to change the arguments.
         retry = call(3, "firewall_confirm", {"otp": "000000", "n": 666}, _meta=meta(), inputResponses=ANSWER)
         retry["params"]["requestState"] = token
-        done = peer.ask(retry)
-        replayed = peer.ask(call(4, "firewall_confirm", {"otp": "0"}, _meta=meta(), requestState=token))
+        again = peer.ask(retry)
+        assert "PAUSED_FOR_APPROVAL" in text_of(again), text_of(again)
+        assert len(recorded(record)) == 1  # nothing the human has not seen reached the server
+        (shown,) = fdaemon.pending()
+        assert shown["arguments"] == {"n": 42, "inputResponses": ANSWER}
+        done = confirm(fdaemon, peer, 4, again, _meta=meta())
+        replayed = peer.ask(call(5, "firewall_confirm", {"otp": "0"}, _meta=meta(), requestState=token))
         peer.close()
     assert json.loads(text_of(done)) == {
         "arguments": {"n": 42},
@@ -91,9 +98,29 @@ def test_approved_call_continues_without_a_second_approval(
     sent = [json.loads(line) for line in recorded(record)]
     assert [m["params"]["name"] for m in sent] == ["ask", "ask"]
     assert all(m["params"]["arguments"] == {"n": 42} for m in sent)
-    action_id = json.loads(text_of(paused))["action_id"]
-    events = [r["event"] for r in fdaemon.audit() if r["action_id"] == action_id]
-    assert events.count("confirm_ok") == 1
+    for answer in (paused, again):
+        action_id = json.loads(text_of(answer))["action_id"]
+        events = [r["event"] for r in fdaemon.audit() if r["action_id"] == action_id]
+        assert events.count("confirm_ok") == 1
+
+
+def test_retry_without_new_input_continues_the_approval(
+    tmp_path: Path, fdaemon: Daemon, guarded: Path
+) -> None:
+    """A retry that adds no input the human has not seen continues the approved call, asked once."""
+    peer, record, fx = shim_peer(tmp_path, fdaemon, guarded)
+    with peer:
+        paused = peer.ask(call(1, "ask", {"n": 7}, _meta=meta()))
+        first = confirm(fdaemon, peer, 2, paused, _meta=meta())
+        token = first["result"]["requestState"]
+        again = peer.ask(call(3, "firewall_confirm", {}, _meta=meta(), requestState=token))
+        peer.close()
+    assert again["result"]["resultType"] == "input_required"
+    assert fdaemon.pending() == []
+    sent = [json.loads(line) for line in recorded(record)]
+    assert [m["params"]["arguments"] for m in sent] == [{"n": 7}, {"n": 7}]
+    assert sent[1]["params"]["requestState"] == "srv-state-1"
+    assert effects(fx) == []
 
 
 def test_continuation_without_server_state(tmp_path: Path, fdaemon: Daemon, guarded: Path) -> None:
@@ -103,9 +130,10 @@ def test_continuation_without_server_state(tmp_path: Path, fdaemon: Daemon, guar
         paused = peer.ask(call(1, "ask_nostate", {"k": "v"}, _meta=meta()))
         first = confirm(fdaemon, peer, 2, paused, _meta=meta())
         token = first["result"]["requestState"]
-        done = peer.ask(
+        again = peer.ask(
             call(3, "firewall_confirm", {}, _meta=meta(), inputResponses=ANSWER, requestState=token)
         )
+        done = confirm(fdaemon, peer, 4, again, _meta=meta())
         peer.close()
     assert json.loads(text_of(done))["requestState"] is None
     assert "requestState" not in json.loads(recorded(record)[1])["params"]

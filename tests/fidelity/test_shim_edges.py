@@ -10,6 +10,7 @@ import pytest
 from daemon import protocol as p
 from helpers.fuzzing import FakeDaemon, Pipe
 from shim import jsonrpc as rpc
+from shim.confirm import RUN_ID_PREFIX
 from shim.firewall import CONFIRM_TOOL, CONTINUATION_PREFIX, Firewall
 
 
@@ -201,7 +202,8 @@ def test_cancelled_confirm_does_not_run_the_approved_call(rig: Any) -> None:
     daemon.answer(0)
     assert target.lines == []
     assert len(client.lines) == 1  # only the pause; the cancelled confirm is not answered
-    assert [n for n in daemon.notes if isinstance(n, p.Outcome)][0].ok is False
+    (outcome,) = [n for n in daemon.notes if isinstance(n, p.Outcome)]
+    assert (outcome.state, outcome.ok) == ("not_run", False)  # the daemon puts the action back
 
 
 def test_replay_takes_transport_fields_from_the_confirm(rig: Any) -> None:
@@ -222,31 +224,64 @@ def test_replay_takes_transport_fields_from_the_confirm(rig: Any) -> None:
 
 
 def test_continuation_is_single_use_and_runs_the_approved_call(rig: Any) -> None:
-    """An input_required answer to an approved call yields a token; its retry runs the frozen call once."""
+    """An input_required answer to an approved call yields a token; a retry that only brings it back
+    runs the frozen call once more without asking, and the token works once."""
     fw, client, target, daemon = rig
     fw.on_client_line(call(1, "delete_user", {"id": 4}))
     daemon.answer(0)
     fw.on_client_line(call(2, CONFIRM_TOOL, {"otp": daemon.codes[0]}))
     daemon.answer(0)
-    fw.on_target_line(
-        b'{"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","requestState":"s1","inputRequests":{}}}'
-    )
+    wire_id = replies(target)[-1]["id"]
+    asks = {"resultType": "input_required", "requestState": "s1"}
+    fw.on_target_line(line({"jsonrpc": "2.0", "id": wire_id, "result": asks}))
+    assert replies(client)[-1]["id"] == 2  # under the confirm's id, not the shim's
     token = replies(client)[-1]["result"]["requestState"]
     assert token.startswith(CONTINUATION_PREFIX)
     for msg_id in (3, 4):
-        fw.on_client_line(
-            call(msg_id, CONFIRM_TOOL, {"otp": "x", "id": 666}, requestState=token, inputResponses={"q": 1})
-        )
-    assert len(daemon.pending) == 0  # the daemon was not asked again
+        fw.on_client_line(call(msg_id, CONFIRM_TOOL, {"otp": "x", "id": 666}, requestState=token))
+    assert len(daemon.pending) == 0  # the daemon was not asked again: nothing new to show
     forwarded = replies(target)
-    assert forwarded[-1]["params"] == {
-        "name": "delete_user",
-        "arguments": {"id": 4},
-        "requestState": "s1",
-        "inputResponses": {"q": 1},
-    }
+    assert forwarded[-1]["params"] == {"name": "delete_user", "arguments": {"id": 4}, "requestState": "s1"}
+    assert forwarded[-1]["id"] != wire_id and forwarded[-1]["id"].startswith(RUN_ID_PREFIX)
     assert len(forwarded) == 2
     assert replies(client)[-1]["id"] == 4 and replies(client)[-1]["result"]["isError"] is True
+
+
+def test_retry_that_adds_input_is_judged_and_paused_with_it(rig: Any) -> None:
+    """A retry that adds inputResponses adds what the human has not seen: it is judged by the daemon
+    with that input, and a paused one runs only after its own approval, with the server's state."""
+    fw, client, target, daemon = rig
+    fw.on_client_line(call(1, "delete_user", {"id": 4}))
+    daemon.answer(0)
+    fw.on_client_line(call(2, CONFIRM_TOOL, {"otp": daemon.codes[0]}))
+    daemon.answer(0)
+    wire_id = replies(target)[-1]["id"]
+    result = {"resultType": "input_required", "requestState": "s1"}
+    fw.on_target_line(line({"jsonrpc": "2.0", "id": wire_id, "result": result}))
+    token = replies(client)[-1]["result"]["requestState"]
+    retry = call(3, CONFIRM_TOOL, {}, requestState=token, inputResponses={"q": {"amount": 5000}}, extra=1)
+    fw.on_client_line(retry)
+    ((judge, _),) = daemon.pending
+    assert isinstance(judge, p.ContinueCall) and judge.action_id == f"A-{daemon.codes[0]}"
+    assert json.loads(judge.params) == {
+        "name": "delete_user",
+        "arguments": {"id": 4},
+        "inputResponses": {"q": {"amount": 5000}},
+    }
+    daemon.answer(0)  # "delete": paused again, with a new code
+    paused = json.loads(replies(client)[-1]["result"]["content"][0]["text"])
+    assert paused["status"] == "PAUSED_FOR_APPROVAL"
+    assert paused["action"]["arguments"]["inputResponses"] == {"q": {"amount": 5000}}
+    assert len(replies(target)) == 1  # nothing ran
+    fw.on_client_line(call(5, CONFIRM_TOOL, {"otp": daemon.codes[1]}))
+    daemon.answer(0)
+    sent = replies(target)[-1]
+    assert sent["params"] == {
+        "name": "delete_user",
+        "arguments": {"id": 4},
+        "inputResponses": {"q": {"amount": 5000}},
+        "requestState": "s1",
+    }
 
 
 def test_requests_after_the_target_exits_are_answered_at_once(rig: Any) -> None:

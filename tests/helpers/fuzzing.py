@@ -61,6 +61,10 @@ class FakeDaemon:
         p.encode(message)  # what the real link would do first: a note that cannot be encoded raises
         self.notes.append(message)
 
+    def notify_reliable(self, key: str, message: p.Outcome) -> None:
+        p.encode(message)
+        self.notes.append(message)
+
     def answer(self, index: int, mode: str = "policy") -> None:
         """Answer one pending request: by policy, or fail it (``none``), or with a daemon error."""
         message, callback = self.pending.pop(index)
@@ -68,7 +72,7 @@ class FakeDaemon:
             callback(None, "the firewall daemon did not answer in time")
         elif mode == "error":
             callback(p.Error(getattr(message, "rid", 0), p.E_INTERNAL, "boom"), "")
-        elif isinstance(message, p.Decide):
+        elif isinstance(message, p.Decide | p.ContinueCall):
             callback(self._decide(message), "")
         elif isinstance(message, p.Confirm):
             callback(self._confirm(message), "")
@@ -77,7 +81,7 @@ class FakeDaemon:
         while self.pending:
             self.answer(0)
 
-    def _decide(self, msg: p.Decide) -> p.Verdict:
+    def _decide(self, msg: p.Decide | p.ContinueCall) -> p.Verdict:
         name = str(json.loads(msg.params)["name"]).casefold()
         if "deny" in name:
             return p.Verdict(msg.rid, p.DENY, "denied", "r")

@@ -38,5 +38,12 @@ class FakeLink:
     def notify(self, message: p.Message, *, sticky: str | None = None) -> None:
         self.notes.append(message)
 
+    def notify_reliable(self, key: str, message: p.Outcome) -> None:
+        self.notes.append(message)
+
+    def outcomes(self) -> list[tuple[str, str]]:
+        """``(action id, state)`` of every outcome recorded, in order."""
+        return [(n.action_id, n.state) for n in self.notes if isinstance(n, p.Outcome)]
+
     def answer(self, index: int, reply: p.Message | None, why: str = "") -> None:
         self.requests[index][1](reply, why)

@@ -131,6 +131,9 @@ def test_history_event_labels() -> None:
     assert event_label(_entry(event="decision", decision="deny")) == ("blocked", "bold")
     assert event_label(_entry(event="confirm_ok"))[0] == "approved"
     assert event_label(_entry(event="outcome", decision="error"))[0] == "ran, failed"
+    assert event_label(_entry(event="outcome", decision="not_run"))[0] == "did not run"
+    assert event_label(_entry(event="outcome", decision="unknown"))[0] == "outcome unknown"
+    assert event_label(_entry(event="outcome", decision="odd\x1b[2J"))[0] == "outcome odd\\u001b[2J"
     assert event_label(_entry(event="something_new\u202e"))[0] == "something_new\\u202e"
 
 

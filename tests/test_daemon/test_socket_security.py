@@ -22,12 +22,13 @@ def mode(path: str | Path) -> int:
 
 
 def test_socket_and_state_are_private(daemon: Daemon) -> None:
-    """The socket's and the state's directories are 0700; the socket, database and key are 0600."""
+    """The socket's and the state's directories are 0700; the socket and the database are 0600, and
+    there is no key file (codes live in the daemon's memory only)."""
     assert mode(os.path.dirname(daemon.socket)) == 0o700
     assert mode(daemon.socket) == 0o600
     assert mode(daemon.state_dir) == 0o700
     assert mode(daemon.state_dir / "firewall.db") == 0o600
-    assert mode(daemon.state_dir / "codes.key") == 0o600
+    assert not (daemon.state_dir / "codes.key").exists()
 
 
 def test_refuses_a_socket_directory_owned_by_someone_else(home: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from daemon import protocol as p
 from helpers.memory import FakeLink, Lines
+from shim.confirm import RUN_ID_PREFIX
 from shim.firewall import CONFIRM_TOOL, Firewall, response_id, rewrite_tools_list
 from shim.listing import NOT_A_RESPONSE
 
@@ -67,8 +68,9 @@ def test_no_verdict_fails_closed(rig: Any) -> None:
 
 
 def test_confirm_replays_frozen_params_with_the_new_meta(rig: Any) -> None:
-    """The confirmed call runs the frozen params under the confirm's id, with the confirm's _meta."""
-    fw, _, target, link = rig
+    """The confirmed call runs the frozen params under the shim's own id, with the confirm's _meta, and
+    its answer goes back under the confirm's id."""
+    fw, client, target, link = rig
     frozen = json.dumps(
         {"name": "delete_user", "arguments": {"id": 42}, "_meta": {"progressToken": 1}}
     ).encode()
@@ -77,8 +79,12 @@ def test_confirm_replays_frozen_params_with_the_new_meta(rig: Any) -> None:
     assert isinstance(confirm, p.Confirm) and confirm.otp == "123456"
     link.answer(0, p.Confirmed(confirm.rid, True, "approved", "A-1", frozen))
     sent = json.loads(target.lines[0])
-    assert sent["id"] == 9
+    assert sent["id"].startswith(RUN_ID_PREFIX)  # an id of the shim's own, never the agent's
     assert sent["params"] == {"name": "delete_user", "arguments": {"id": 42}, "_meta": {"progressToken": 9}}
+    assert link.outcomes() == [("A-1", "sent")]
+    fw.on_target_line(json.dumps({"jsonrpc": "2.0", "id": sent["id"], "result": {"content": []}}).encode())
+    assert client.json()[-1] == {"jsonrpc": "2.0", "id": 9, "result": {"content": []}}
+    assert link.outcomes() == [("A-1", "sent"), ("A-1", "ran")]
 
 
 def test_tools_call_notification_is_never_forwarded(rig: Any) -> None:

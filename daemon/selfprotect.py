@@ -1,0 +1,225 @@
+"""The built-in rule no policy can switch off: tool calls keep out of the firewall's own files.
+
+An allowed tool that reads files (``read_file``, ``list_directory``, ``read_media_file``...) must
+not read or write the firewall's state, its configuration, its socket directory, its service
+files, its installed code, or the memory of the daemon and the consoles through ``/proc``. Codes
+are not on disk any more (see :mod:`daemon.codes`), so reading the state no longer gives a code;
+this rule is the second wall, and it also keeps an agent from rewriting the policy or the code
+that enforces it.
+
+A call is denied when any string in its arguments, at any depth, names a path inside a protected
+place. What counts as naming a path: the whole string (up to :data:`_WHOLE` characters) when it
+looks like one (it has a ``/``, or starts with ``~`` or ``.``, or is a ``file:`` URI), and every
+word of a shorter string (up to :data:`_WORDS`) that does, split the way a shell would split a
+command line. Each is resolved as a server might resolve it: ``~`` and ``$HOME`` expanded,
+relative paths against the server's working directory and against every directory the server
+was given on its command line (a filesystem server's roots), ``..`` folded, symlinks followed,
+``/proc/PID/root`` and ``/proc/PID/cwd`` seen through. Both the lexical and the resolved path are
+checked, so neither ``a/../b`` nor a symlink gets around it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+#: Whole strings longer than this are not paths (PATH_MAX is 4096 on Linux).
+_WHOLE = 4096
+#: Strings longer than this are not split into words (file contents, not command lines).
+_WORDS = 64 * 1024
+#: Where a shell would split a command line, and what may stick to a path in one.
+_SPLIT = re.compile(r"""[\s'"`;|&<>(){}\[\],=]+""")
+_PROC = re.compile(r"^/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/(root|cwd)(/.*)?$")
+_PROC_SELF = re.compile(r"^/proc/(?:self|thread-self)(?:/|$)")
+_FOLD = sys.platform == "darwin"  # APFS and HFS+ compare names case-insensitively by default
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A path in a call's arguments that lies inside a protected place."""
+
+    where: str
+    """Where in the arguments, as a JSON path (``$.path``, ``$.paths[2]``)."""
+    named: str
+    """The text the argument held (shortened)."""
+    place: str
+    """Which protected place, in words."""
+
+    def reason(self) -> str:
+        """The sentence for the agent and the audit log."""
+        return (
+            f"The argument at {self.where} names {self.named!r}, which is inside the firewall's own "
+            f"{self.place}. The firewall's built-in self-protection denies every tool call that reaches "
+            "its state, configuration, socket, service files, code or memory; no policy can allow it."
+        )
+
+
+class SelfProtection:
+    """The protected places of one daemon, and the check of a call's arguments against them."""
+
+    def __init__(self, places: Iterable[tuple[str, str]], home: str) -> None:
+        """``places``: ``(path, description)`` pairs, directories or files."""
+        self._home = home
+        self._roots: list[tuple[str, str]] = []
+        for path, label in places:
+            for form in {os.path.normpath(os.path.abspath(path)), os.path.realpath(path)}:
+                self._roots.append((_fold(form), label))
+        # Places that come and go (the consoles' /proc entries), each with how many hold it.
+        self._extra: dict[str, tuple[str, int]] = {}
+
+    def add(self, path: str, label: str) -> None:
+        """Protect one more place, until as many :meth:`remove` calls as :meth:`add` calls."""
+        key = _fold(path)
+        self._extra[key] = (label, self._extra.get(key, (label, 0))[1] + 1)
+
+    def remove(self, path: str) -> None:
+        """Undo one :meth:`add` of a place."""
+        key = _fold(path)
+        label, count = self._extra.get(key, ("", 0))
+        if count <= 1:
+            self._extra.pop(key, None)
+        else:
+            self._extra[key] = (label, count - 1)
+
+    def check(
+        self, arguments: object, cwd: str, bases: Iterable[str] = (), files: Iterable[str] = ()
+    ) -> Hit | None:
+        """The first string in ``arguments`` that names a protected place, or None.
+
+        Args:
+            arguments: The call's arguments (any JSON value).
+            cwd: The server's working directory.
+            bases: Further directories relative paths may be taken against (the server's roots).
+            files: Further protected files for this call (its session's policy file).
+        """
+        roots = self._roots + [(path, label) for path, (label, _) in self._extra.items()]
+        for f in files:
+            roots += [
+                (_fold(os.path.realpath(f)), "policy file"),
+                (_fold(os.path.normpath(f)), "policy file"),
+            ]
+        dirs = [cwd, *bases]
+        # A server working inside a protected place reaches it with any name at all.
+        anything = any(_inside(path, roots) for path in self._resolve(cwd, dirs)) if cwd else False
+        for where, text in _strings(arguments):
+            for candidate in _candidates(text, anything):
+                for path in self._resolve(candidate, dirs):
+                    label = _inside(path, roots)
+                    if label:
+                        shown = text if len(text) <= 120 else text[:117] + "..."
+                        return Hit(_json_path(where), shown, label)
+        return None
+
+    def _resolve(self, candidate: str, dirs: list[str]) -> Iterator[str]:
+        """The lexical and the real forms of a path, against each directory if it is relative."""
+        path = candidate
+        if path.startswith("file:"):
+            path = unquote(path[5:])
+            if path.startswith("//"):  # file://host/path: the host is not part of the path
+                path = "/" + path[2:].partition("/")[2]
+        if path.startswith("~"):
+            head, sep, rest = path.partition("/")
+            path = (self._home if head == "~" else os.path.expanduser(head)) + sep + rest
+        for var in ("${HOME}", "$HOME"):
+            if path.startswith(var):
+                path = self._home + path[len(var) :]
+        starts = [path] if os.path.isabs(path) else [os.path.join(d, path) for d in dirs if d]
+        for start in starts:
+            lexical = os.path.normpath(start)
+            proc = _PROC.match(lexical)
+            if proc is not None:  # /proc/PID/root/x is /x; /proc/PID/cwd/x is the server's ./x
+                rest = (proc[2] or "/").lstrip("/")
+                lexical = os.path.normpath(os.path.join("/" if proc[1] == "root" else dirs[0], rest))
+            yield _fold(lexical)
+            if not _PROC_SELF.match(lexical):  # /proc/self is the server's, not the daemon's
+                try:
+                    yield _fold(os.path.realpath(lexical))
+                except (OSError, ValueError):  # a NUL in the path, a loop of symlinks
+                    continue
+
+
+def _inside(path: str, roots: list[tuple[str, str]]) -> str:
+    """The label of the protected place ``path`` is in (or is), else ``""``."""
+    for root, label in roots:
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return label
+    return ""
+
+
+def _fold(path: str) -> str:
+    return path.casefold() if _FOLD else path
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or text.startswith(("~", ".", "$HOME", "${HOME}")) or text.startswith("file:")
+
+
+def _candidates(text: str, anything: bool = False) -> Iterator[str]:
+    """The paths a string may name: itself, and the words of a command line (``anything``: every
+    short string, not only those that look like paths)."""
+    stripped = text.strip()
+    if not stripped or "\0" in stripped:
+        return
+    if len(stripped) <= _WHOLE and (anything or _looks_like_path(stripped)):
+        yield stripped
+    if len(stripped) <= _WORDS and _SPLIT.search(stripped):
+        for word in _SPLIT.split(stripped):
+            if word and word != stripped and (anything or _looks_like_path(word)):
+                yield word
+
+
+#: Where a value sits in the arguments: its parent's place and its key or index (built as the
+#: walk goes, and spelt as a JSON path only for the one string that is reported).
+_Where = tuple[object, object] | None
+
+
+def _strings(value: object) -> Iterator[tuple[_Where, str]]:
+    """Every string in a JSON value with where it is; iterative, so depth cannot overflow."""
+    stack: list[tuple[_Where, object]] = [(None, value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            yield where, node
+        elif isinstance(node, dict):
+            stack.extend(((where, k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend(((where, i), v) for i, v in enumerate(node))
+
+
+def _json_path(where: _Where) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, key = where  # type: ignore[assignment]
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif isinstance(key, str) and key.isidentifier():
+            parts.append(f".{key}")
+        else:
+            parts.append(f"[{str(key)!r}]")
+    return "$" + "".join(reversed(parts))
+
+
+def default_places(state_dir: str, socket_path: str, config_dir: str, home: str) -> list[tuple[str, str]]:
+    """The places every daemon protects: its state, socket, configuration, service files, code and
+    memory."""
+    import daemon
+
+    units = os.path.join(home, ".config", "systemd", "user")
+    packages = os.path.dirname(os.path.dirname(os.path.abspath(daemon.__file__ or "")))
+    return [
+        (state_dir, "state directory"),
+        (os.path.dirname(socket_path), "socket directory"),
+        (config_dir, "configuration directory"),
+        (os.path.join(units, "mcp-action-firewall.socket"), "service files"),
+        (os.path.join(units, "mcp-action-firewall.service"), "service files"),
+        (
+            os.path.join(home, "Library", "LaunchAgents", "io.github.mcp-action-firewall.firewalld.plist"),
+            "service files",
+        ),
+        (f"/proc/{os.getpid()}", "daemon process (its memory)"),
+        *((os.path.join(packages, name), "installed code") for name in ("daemon", "shim", "console")),
+    ]
