@@ -168,6 +168,15 @@ class Decisions:
                 "for now. Do not repeat the request: ask the user about the ones already waiting."
             )
             return self._refuse(session, rid, tool, refusal, "flood")
+        held, limit = self.store.paused_bytes(), self.settings.max_paused_bytes
+        if held + len(params) > limit:
+            refusal = (
+                f"This call was not paused and will not run: its {len(params):,} bytes of arguments, with "
+                f"the {held:,} bytes of paused calls the firewall already holds, go past its limit of "
+                f"{limit:,} bytes (FIREWALLD_MAX_PAUSED_BYTES). Ask the user to approve or deny the calls "
+                "waiting in the firewall console first."
+            )
+            return self._refuse(session, rid, tool, refusal, "limit")
         row = self.pending.create(
             session_id=session.session_id,
             server=session.server,

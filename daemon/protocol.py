@@ -253,6 +253,10 @@ class PendingList(NamedTuple):
     rid: int
     sessions: list[dict[str, Any]]
     actions: list[dict[str, Any]]
+    #: Bytes of frozen arguments the daemon holds (``FIREWALLD_MAX_PAUSED_BYTES`` bounds them).
+    paused_bytes: int = 0
+    #: That bound.
+    max_paused_bytes: int = 0
 
 
 @_register("deny")
@@ -297,6 +301,33 @@ class Event(NamedTuple):
     detail: str = ""
 
 
+@_register("show_arguments")
+class ShowArguments(NamedTuple):
+    """Ask for the full arguments of one pending action, from byte ``offset`` (console only).
+
+    A listing cuts big arguments (``arguments_cut``); this fetches them, one bounded
+    :class:`ArgumentsPiece` per request, so no answer comes near the frame limit.
+    """
+
+    rid: int
+    action_id: str
+    offset: int = 0
+
+
+@_register("arguments_piece")
+class ArgumentsPiece(NamedTuple):
+    """Bytes ``offset`` to ``offset + len(data)`` of an action's arguments (UTF-8 JSON text) of
+    ``total`` bytes in all, whose SHA-256 is ``sha256`` (hex): the same text, size and hash as
+    the listing's ``arguments_json`` (when not cut), ``arguments_bytes`` and ``arguments_sha256``."""
+
+    rid: int
+    action_id: str
+    offset: int
+    total: int
+    sha256: str
+    data: bytes
+
+
 @_register("ack")
 class Ack(NamedTuple):
     """A request succeeded."""
@@ -337,6 +368,8 @@ Message = (
     | Event
     | Ack
     | Error
+    | ShowArguments
+    | ArgumentsPiece
 )
 
 E_BAD_REQUEST = "bad_request"

@@ -8,11 +8,14 @@ audit log. Each connection is served by its own task and closed in a ``finally``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
@@ -64,6 +67,10 @@ class Firewalld:
         self._ingest = anyio.Event()  # the audit spool has grown: move it into the table now
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
         self._uid = os.getuid()
+        #: How each open action's arguments are listed (made once: parsing 40 MB takes a while).
+        self._argument_views: dict[str, ArgumentsView] = {}
+        #: The full arguments last fetched by a console, fetched piece by piece.
+        self._full: tuple[str, bytes] | None = None
 
     async def serve(
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -302,7 +309,14 @@ class Firewalld:
         match msg:
             case p.ListPending():
                 expired = self.pending.expire()
-                await peer.send(p.PendingList(msg.rid, self.sessions.views(), self.pending_views()))
+                listing = p.PendingList(
+                    msg.rid,
+                    self.sessions.views(),
+                    await self.pending_views(),
+                    self.store.paused_bytes(),
+                    self.settings.max_paused_bytes,
+                )
+                await peer.send(listing)
                 if expired:  # other consoles still show them
                     await self.broadcast(p.Event("pending", "expired"))
             case p.DenyAction():
@@ -315,6 +329,8 @@ class Firewalld:
             case p.QueryLog():
                 rows = self.store.query_audit(msg.limit, msg.session_id, msg.server, msg.tool)
                 await peer.send(p.LogRows(msg.rid, rows))
+            case p.ShowArguments():
+                await peer.send(await self._arguments_piece(msg))
             case p.Subscribe():
                 self._consoles.add(peer)
                 await peer.send(p.Ack(msg.rid, "subscribed"))
@@ -323,16 +339,26 @@ class Firewalld:
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {p.tag_of(msg)}")
                 )
 
-    def pending_views(self) -> list[dict[str, Any]]:
-        """Open actions, newest first, with their codes (consoles only; expire first)."""
+    async def pending_views(self) -> list[dict[str, Any]]:
+        """Open actions, newest first, with their codes (consoles only; expire first).
+
+        Arguments over :data:`ARGUMENTS_LISTED` bytes are cut to a preview, with their full size
+        and hash: however big the paused calls, a listing stays far under the frame limit, and
+        :class:`~daemon.protocol.ShowArguments` fetches the rest.
+        """
+        rows = self.store.open_pending()
+        known = {row.action_id for row in rows}
+        for gone in [a for a in self._argument_views if a not in known]:
+            del self._argument_views[gone]
+        if self._full is not None and self._full[0] not in known:
+            self._full = None
         views = []
-        for row in self.store.open_pending():
+        for row in rows:
+            shown = self._argument_views.get(row.action_id)
+            if shown is None:
+                shown = await self._run(ArgumentsView.of, row.params)
+                self._argument_views[row.action_id] = shown
             session = self.sessions.get(row.session_id)
-            params = json.loads(row.params)
-            shown = params.get("arguments") or {}
-            if isinstance(shown, dict) and "inputResponses" in params:
-                # The retry of an approved call: what it adds is judged, and shown, as one more argument.
-                shown = {**shown, "inputResponses": params["inputResponses"]}
             views.append(
                 {
                     "action_id": row.action_id,
@@ -343,7 +369,11 @@ class Firewalld:
                     "cwd": session.cwd if session else "",
                     "tool": row.tool,
                     # JSON text, not a map: JSON numbers can exceed what msgpack can carry.
-                    "arguments_json": json.dumps(shown, ensure_ascii=False),
+                    # When cut: the start of that text, no longer JSON.
+                    "arguments_json": shown.listed,
+                    "arguments_cut": shown.cut,
+                    "arguments_bytes": shown.size,
+                    "arguments_sha256": shown.sha256,
                     "rule": row.rule,
                     "reason": row.reason,
                     "created": row.created,
@@ -353,3 +383,74 @@ class Firewalld:
                 }
             )
         return views
+
+    async def _arguments_piece(self, msg: p.ShowArguments) -> p.Message:
+        """One piece of an open action's full arguments, or why not."""
+        row = self.store.get_pending(msg.action_id)
+        if row is None or row.status != "pending":
+            return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        if self._full is None or self._full[0] != row.action_id:
+            self._full = None  # let the last one go before making the next
+            self._full = (row.action_id, await self._run(shown_arguments, row.params))
+        data = self._full[1]
+        if not 0 <= msg.offset <= len(data):
+            return p.Error(msg.rid, p.E_BAD_REQUEST, f"offset {msg.offset} is outside 0..{len(data)}")
+        view = self._argument_views.get(row.action_id)
+        if view is None:
+            view = self._argument_views[row.action_id] = await self._run(ArgumentsView.of, row.params, data)
+        piece = data[msg.offset : msg.offset + ARGUMENTS_PIECE]
+        return p.ArgumentsPiece(msg.rid, row.action_id, msg.offset, len(data), view.sha256, piece)
+
+    @staticmethod
+    async def _run(func: Callable[..., T], *args: Any) -> T:
+        """Run ``func`` on a thread when its input is big: parsing and hashing tens of MB of
+        arguments must not hold up other sessions' decisions."""
+        if sum(len(a) for a in args if isinstance(a, bytes)) < _INLINE:
+            return func(*args)
+        return await anyio.to_thread.run_sync(func, *args)
+
+
+#: Arguments over this many bytes of JSON are cut from listings.
+ARGUMENTS_LISTED = 16 * 1024
+#: How much of cut arguments a listing still carries.
+ARGUMENTS_PREVIEW = 2 * 1024
+#: Bytes of arguments per :class:`~daemon.protocol.ArgumentsPiece`.
+ARGUMENTS_PIECE = 8 * 1024 * 1024
+#: Params smaller than this are handled on the event loop (a thread hop costs more).
+_INLINE = 256 * 1024
+
+T = TypeVar("T")
+
+
+def shown_arguments(params: bytes) -> bytes:
+    """What a console shows of a paused call: its arguments, as UTF-8 JSON text.
+
+    The retry of an approved call adds ``inputResponses``: judged, and shown, as one more argument.
+    """
+    value = json.loads(params)
+    shown = value.get("arguments") or {}
+    if isinstance(shown, dict) and "inputResponses" in value:
+        shown = {**shown, "inputResponses": value["inputResponses"]}
+    try:
+        return json.dumps(shown, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (sent as an escape): keep it an escape, still exact
+        return json.dumps(shown).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentsView:
+    """How a listing shows one action's arguments: whole, or cut with their size and hash."""
+
+    listed: str
+    cut: bool
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, params: bytes, text: bytes | None = None) -> ArgumentsView:
+        """The view of a paused call's params (``text``: its :func:`shown_arguments`, if known)."""
+        data = shown_arguments(params) if text is None else text
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) <= ARGUMENTS_LISTED:
+            return cls(data.decode(), False, len(data), digest)
+        return cls(data[:ARGUMENTS_PREVIEW].decode("utf-8", "ignore"), True, len(data), digest)

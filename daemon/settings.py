@@ -50,6 +50,11 @@ class DaemonSettings(BaseSettings):
     (approve or deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
     has at most a 1 in 10,000 chance per hour; see the README."""
 
+    max_paused_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Bytes of frozen arguments held on disk at once (calls waiting for approval, and approved
+    ones for the hour they are remembered). A call whose pause would go past it is denied with a
+    reason that says so, never dropped silently; the total in use is in every console listing."""
+
     audit_max_age_days: float = Field(default=90.0, gt=0)
     """Audit rows older than this are deleted (checked hourly)."""
 

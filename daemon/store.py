@@ -416,12 +416,23 @@ class Store:
         return PendingRow(*row) if row else None
 
     def close_pending(self, action_id: str, status: str) -> bool:
-        """Close an open action; False if it was not open any more (so two closers cannot both win)."""
+        """Close an open action; False if it was not open any more (so two closers cannot both win).
+
+        An action closed other than approved can never run: its frozen params are dropped at once
+        (the audit keeps their start), so they stop counting against ``max_paused_bytes``.
+        """
         cur = self._write(
-            "UPDATE pending SET status = ?, closed_at = ? WHERE action_id = ? AND status = 'pending'",
-            (status, time.time(), action_id),
+            "UPDATE pending SET status = ?, closed_at = ?,"
+            " params = CASE WHEN ? = 'approved' THEN params ELSE x'' END"
+            " WHERE action_id = ? AND status = 'pending'",
+            (status, time.time(), status, action_id),
         )
         return cur.rowcount == 1
+
+    def paused_bytes(self) -> int:
+        """Bytes of frozen params held: open actions, and approved ones not yet forgotten."""
+        (total,) = self.db.execute("SELECT COALESCE(SUM(LENGTH(params)), 0) FROM pending").fetchone()
+        return int(total)
 
     def set_attempts(self, action_id: str, attempts_left: int) -> None:
         """Record a failed attempt against an open action."""
