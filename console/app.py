@@ -24,6 +24,7 @@ from console.connection import Backend, DaemonBackend
 from console.desktop import desktop_notify
 from console.history import HistoryPane
 from console.messages import (
+    ArgumentsLoaded,
     Connected,
     DenyFinished,
     Disconnected,
@@ -33,7 +34,7 @@ from console.messages import (
     PolicyProblem,
 )
 from console.model import Action, DaemonState, HistoryQuery, visible
-from console.pending import ActionList, PendingPane
+from console.pending import ActionDetail, ActionList, PendingPane
 from console.sessions import SessionsPane
 
 #: How many audit rows the history view asks for.
@@ -52,6 +53,7 @@ class FirewallConsole(App[None]):
     BINDINGS = [
         Binding("d", "deny", "Deny"),
         Binding("D", "deny_all", "Deny all"),
+        Binding("f", "fetch_arguments", "Full arguments"),
         Binding("p", "show_tab('pending')", "Pending"),
         Binding("s", "show_tab('sessions')", "Sessions"),
         Binding("h", "show_tab('history')", "History"),
@@ -96,7 +98,7 @@ class FirewallConsole(App[None]):
 
     def on_mount(self) -> None:
         """Start the daemon link and the countdown."""
-        self.sub_title = f"connecting to {self.backend.socket_path}"
+        self.sub_title = visible(f"connecting to {self.backend.socket_path}")
         self.query_one(ActionList).focus()
         self._link()
         self.set_interval(1.0, self._tick, name="countdown")
@@ -125,6 +127,15 @@ class FirewallConsole(App[None]):
                 self.post_message(DenyFinished(action_id, False, str(exc)))
             except Exception as exc:  # reported on screen, never as a traceback
                 self.post_message(DenyFinished(action_id, False, f"unexpected error: {exc!r}"))
+
+    @work(thread=True, exclusive=True, group="arguments", name="full arguments")
+    def _fetch(self, action_id: str) -> None:
+        try:
+            self.post_message(ArgumentsLoaded(action_id, True, self.backend.arguments(action_id)))
+        except (ConsoleError, OSError) as exc:
+            self.post_message(ArgumentsLoaded(action_id, False, str(exc)))
+        except Exception as exc:  # reported on screen, never as a traceback
+            self.post_message(ArgumentsLoaded(action_id, False, f"unexpected error: {exc!r}"))
 
     @work(thread=True, exclusive=True, group="history", name="history")
     def _load_history(self, text: str) -> None:
@@ -156,7 +167,7 @@ class FirewallConsole(App[None]):
         if self._shutting_down:
             return
         self.connected = True
-        self.sub_title = f"connected to {message.socket_path}"
+        self.sub_title = visible(f"connected to {message.socket_path}")
         self.refresh_bindings()
 
     def on_disconnected(self, message: Disconnected) -> None:
@@ -224,7 +235,21 @@ class FirewallConsole(App[None]):
         else:
             self.notify(
                 visible(message.detail),
-                title=f"Could not deny {message.action_id}",
+                title=visible(f"Could not deny {message.action_id}"),
+                severity="error",
+                markup=False,
+            )
+
+    def on_arguments_loaded(self, message: ArgumentsLoaded) -> None:
+        """Show the full arguments in the detail (if their action is still selected), or why not."""
+        if self._shutting_down:
+            return
+        if message.ok:
+            self.query_one(ActionDetail).show_full(message.action_id, message.text)
+        else:
+            self.notify(
+                visible(message.text),
+                title=visible(f"Could not fetch the arguments of {message.action_id}"),
                 severity="error",
                 markup=False,
             )
@@ -286,6 +311,11 @@ class FirewallConsole(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Deny keys only on the pending tab, and only when there is something to deny."""
+        if action == "fetch_arguments":
+            selected = self.query_one(ActionList).selected
+            if self.query_one(TabbedContent).active != "pending" or not self.connected:
+                return False
+            return selected is not None and selected.arguments_cut  # shown only when it helps
         if action in ("deny", "deny_all"):
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
                 return False
@@ -306,6 +336,13 @@ class FirewallConsole(App[None]):
             self.notify("No action is selected.", severity="warning")
             return
         self._deny((action.action_id,))
+
+    def action_fetch_arguments(self) -> None:
+        """Fetch the full arguments of the selected action, which the listing cut."""
+        action = self.query_one(ActionList).selected
+        if action is not None:
+            self.notify(f"Fetching {action.arguments_bytes:,} bytes of arguments…", markup=False)
+            self._fetch(action.action_id)
 
     @work(exclusive=True, group="ask")
     async def action_deny_all(self) -> None:

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from console.client import ConsoleClient, ConsoleError
+from console.model import pretty_arguments, visible
 
 DESCRIPTION = """\
 See what the MCP Action Firewall has paused, with the exact arguments and the approval code.
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     pending.add_argument("--json", action="store_true", help="machine-readable output")
     deny = sub.add_parser("deny", help="deny a pending action (the agent's confirm will then fail)")
     deny.add_argument("action_id", metavar="ID", nargs="+", help="action id(s), e.g. A-1F2E3D4C")
+    show = sub.add_parser("show", help="show one pending action's full arguments (listings cut big ones)")
+    show.add_argument("action_id", metavar="ID", help="action id, e.g. A-1F2E3D4C")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
     log = sub.add_parser("log", help="show the audit log, newest first")
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=50, metavar="N", help="how many rows (default 50)")
@@ -52,57 +56,123 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ConsoleClient(args.socket) as client:
             if args.command == "pending":
-                snapshot = client.pending()
-                _print_pending(snapshot.sessions, snapshot.actions, as_json=args.json)
+                _print_pending(client.pending(), as_json=args.json)
+            elif args.command == "show":
+                _print_arguments(client, args.action_id, as_json=args.json)
             elif args.command == "deny":
                 for action_id in args.action_id:
-                    print(client.deny(action_id))
+                    emit(client.deny(action_id))
             elif args.command == "log":
                 if args.limit < 1:
                     raise ConsoleError("--limit must be at least 1")
                 rows = client.log(args.limit, args.session, args.server, args.tool)
                 _print_log(rows, as_json=args.json)
     except ConsoleError as exc:
-        print(f"firewall-console: {exc}", file=sys.stderr)
+        emit(f"firewall-console: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `firewall-console log | head`
         return 0
     return 0
 
 
-def _print_pending(sessions: list[dict[str, Any]], actions: list[dict[str, Any]], *, as_json: bool) -> None:
+def emit(*lines: str, file: TextIO | None = None) -> None:
+    """Write ``lines`` for a person to read, each ended by a newline: the only way this module writes.
+
+    Every line passes through :func:`console.model.visible`, so nothing that came from an agent
+    or a server (a tool name, an argument, a client name, an error that quotes them) can move the
+    cursor, recolour or rewrite the screen; a newline inside a line is spelt out too, so no value
+    can start a line of its own that passes for another action's. JSON output is pure ASCII
+    (``ensure_ascii``), on which :func:`visible` changes nothing: it stays exact.
+    """
+    out = sys.stdout if file is None else file
+    out.write("".join(visible(line) + "\n" for line in lines or ("",)))
+
+
+def _emit_json(value: object) -> None:
+    # ensure_ascii: every non-ASCII character as an escape. Parsed back it is the same value, and
+    # on a terminal no control, bidi override or lone surrogate is written raw.
+    emit(*json.dumps(value, indent=2, ensure_ascii=True).split("\n"))
+
+
+def _size(count: int) -> str:
+    return f"{count:,} bytes ({count / 1048576:.1f} MiB)" if count >= 1048576 else f"{count:,} bytes"
+
+
+def _print_pending(listing: Any, *, as_json: bool) -> None:
+    sessions: list[dict[str, Any]] = listing.sessions
+    actions: list[dict[str, Any]] = listing.actions
     if as_json:
         for action in actions:
-            action["arguments"] = json.loads(action.pop("arguments_json"))
-        json.dump({"sessions": sessions, "actions": actions}, sys.stdout, indent=2, ensure_ascii=False)
-        print()
+            shown = action.pop("arguments_json")
+            if action.get("arguments_cut"):
+                action["arguments"] = None  # `firewall-console show ID --json` has them
+                action["arguments_preview"] = shown
+            else:
+                action["arguments"] = json.loads(shown)
+        _emit_json(
+            {
+                "sessions": sessions,
+                "actions": actions,
+                "paused_bytes": listing.paused_bytes,
+                "max_paused_bytes": listing.max_paused_bytes,
+            }
+        )
         return
     live = [s for s in sessions if s["connected"]]
-    print(f"{len(live)} connected session(s), {len(actions)} action(s) waiting for approval")
+    emit(f"{len(live)} connected session(s), {len(actions)} action(s) waiting for approval")
+    if listing.max_paused_bytes:
+        held, limit = _size(listing.paused_bytes), _size(listing.max_paused_bytes)
+        emit(f"paused arguments held: {held} of at most {limit}")
     for s in live:
-        print(
+        emit(
             f"  {s['session_id']}  {s['server'] or '-':12} {s['client'] or '(unknown client)'}  "
             f"{' '.join(s['target'])}"
         )
     now = time.time()
     for a in actions:
         left = max(0, int(a["deadline"] - now))
-        print()
-        print(f"{a['action_id']}  {a['tool']}  (server {a['server'] or '-'}, session {a['session_id']})")
-        print(
+        emit()
+        emit(f"{a['action_id']}  {a['tool']}  (server {a['server'] or '-'}, session {a['session_id']})")
+        emit(
             f"  code:      {a['code']}    expires in {left // 60}m{left % 60:02d}s, "
             f"{a['attempts_left']} attempt(s) left"
         )
-        print(f"  rule:      {a['rule']}")
-        print(f"  arguments: {a['arguments_json']}")
+        emit(f"  rule:      {a['rule']}")
+        if a.get("arguments_cut"):
+            emit(
+                f"  arguments: CUT, {_size(a['arguments_bytes'])}, sha256 {a['arguments_sha256']}; "
+                f"see them all with `firewall-console show {a['action_id']}`"
+            )
+            emit(f"  they begin: {a['arguments_json']}…")
+        else:
+            emit(f"  arguments: {a['arguments_json']}")
+
+
+def _print_arguments(client: ConsoleClient, action_id: str, *, as_json: bool) -> None:
+    full = client.arguments(action_id)
+    tools = [a["tool"] for a in client.pending().actions if a["action_id"] == action_id]
+    tool = tools[0] if tools else ""
+    if as_json:
+        _emit_json(
+            {
+                "action_id": full.action_id,
+                "tool": tool,
+                "arguments_bytes": full.size,
+                "arguments_sha256": full.sha256,
+                "arguments": json.loads(full.text),
+            }
+        )
+        return
+    emit(f"{full.action_id}  {tool}  arguments: {_size(full.size)}, sha256 {full.sha256}")
+    # Outside strings json.dumps writes only ASCII: these newlines are its indentation.
+    emit(*pretty_arguments(full.text).split("\n"))
 
 
 def _print_log(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
-        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
-        print()
+        _emit_json(rows)
         return
     for r in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         what = " ".join(str(x) for x in (r["tool"], r["action_id"], r["decision"], r["rule"]) if x)
-        print(f"{stamp}  {r['event']:14} {r['session_id'] or '-':10} {r['server'] or '-':10} {what}")
+        emit(f"{stamp}  {r['event']:14} {r['session_id'] or '-':10} {r['server'] or '-':10} {what}")

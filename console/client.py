@@ -8,10 +8,13 @@ Exceptions::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from daemon import protocol as p
@@ -25,6 +28,16 @@ class ConsoleError(Exception):
 
 class DaemonUnreachable(ConsoleError):
     """Raised when nothing answers on the daemon's socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class FullArguments:
+    """One pending action's arguments in full: UTF-8 JSON text, its size in bytes and SHA-256."""
+
+    action_id: str
+    text: str
+    size: int
+    sha256: str
 
 
 class ConsoleClient:
@@ -125,6 +138,31 @@ class ConsoleClient:
         """Sessions and pending actions, codes included."""
         return self._call(p.ListPending, p.PendingList)
 
+    def arguments(self, action_id: str) -> FullArguments:
+        """The full arguments of a pending action (a listing cuts big ones), fetched piece by piece.
+
+        Raises:
+            ConsoleError: no such pending action, or the pieces do not add up to what the daemon
+                said (size and SHA-256 are checked).
+        """
+        data = bytearray()
+        first: p.ArgumentsPiece | None = None
+        while True:
+            offset = len(data)
+            piece = self._call(functools.partial(_show, action_id=action_id, offset=offset), p.ArgumentsPiece)
+            first = first or piece
+            if (piece.offset, piece.total, piece.sha256) != (offset, first.total, first.sha256):
+                raise ConsoleError(f"the arguments of {action_id} changed while they were read")
+            data += piece.data
+            if len(data) >= piece.total:
+                break
+            if not piece.data:
+                raise ConsoleError(f"firewalld sent an empty piece of the arguments of {action_id}")
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != first.total or digest != first.sha256:
+            raise ConsoleError(f"the arguments of {action_id} do not match their size and SHA-256")
+        return FullArguments(action_id, bytes(data).decode(), len(data), digest)
+
     def deny(self, action_id: str) -> str:
         """Deny a pending action; returns the daemon's confirmation."""
         return self._call(lambda rid: p.DenyAction(rid, action_id), p.Ack).message
@@ -174,3 +212,7 @@ class ConsoleClient:
                 return None
             if isinstance(message, p.Event):
                 return message
+
+
+def _show(rid: int, *, action_id: str, offset: int) -> p.ShowArguments:
+    return p.ShowArguments(rid, action_id, offset)

@@ -69,6 +69,14 @@ class Backend(Protocol):
         """
         ...
 
+    def arguments(self, action_id: str) -> str:
+        """The full arguments (JSON text) of a pending action whose listing cut them.
+
+        Raises:
+            ConsoleError: no such pending action, or the daemon could not be reached.
+        """
+        ...
+
 
 class DaemonBackend:
     """The real daemon, over its Unix socket."""
@@ -142,6 +150,11 @@ class DaemonBackend:
         """Deny one pending action; returns the daemon's confirmation."""
         with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
             return client.deny(action_id)
+
+    def arguments(self, action_id: str) -> str:
+        """The full arguments of a pending action, size and hash checked."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return client.arguments(action_id).text
 
     def history(self, query: HistoryQuery, limit: int) -> tuple[AuditEntry, ...]:
         """Audit rows matching ``query``, newest first."""

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from console.client import ConsoleClient
+from console.model import visible
 
 BOLD, DIM, GREEN, RED, YELLOW, RESET = (
     ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[33m", "\033[0m")
@@ -27,11 +28,12 @@ BOLD, DIM, GREEN, RED, YELLOW, RESET = (
 
 
 def say(who: str, text: str, colour: str = "") -> None:
-    """Print one step of the story."""
+    """Print one step of the story: its text through :func:`~console.model.visible`, like every
+    text the console prints (only the demo's own colours are escapes)."""
     lines = text.splitlines() or [""]
-    print(f"{BOLD}{who:>9}{RESET} {colour}{lines[0]}{RESET}")
+    print(f"{BOLD}{who:>9}{RESET} {colour}{visible(lines[0])}{RESET}")
     for line in lines[1:]:
-        print(f"{'':>9} {colour}{line}{RESET}")
+        print(f"{'':>9} {colour}{visible(line)}{RESET}")
 
 
 class Agent:
@@ -143,7 +145,7 @@ def _story(sock: str, env: dict[str, str], daemon: subprocess.Popen[bytes]) -> i
     say("", textwrap.fill(paused["instruction"], 90), DIM)
     (action,) = console.pending().actions
     say("console", f"{action['action_id']}  {action['tool']}  arguments {action['arguments_json']}")
-    say("console", f"approval code: {BOLD}{action['code']}{RESET}   (rule: {action['rule']})")
+    say("console", f"approval code: {action['code']}   (rule: {action['rule']})", BOLD)
     leaked = action["code"].encode() in agent.received
     say(
         "check",
@@ -171,7 +173,7 @@ def _story(sock: str, env: dict[str, str], daemon: subprocess.Popen[bytes]) -> i
     print(f"\n{DIM}audit log (newest first):{RESET}")
     for row in console.log(limit=12):
         what = " ".join(str(x) for x in (row["tool"], row["action_id"], row["decision"]) if x)
-        print(f"  {row['event']:14} {what}")
+        print(visible(f"  {row['event']:14} {what}"))
     console.close()
     print(f"\n{GREEN if ok else RED}{'demo OK' if ok else 'demo FAILED'}{RESET}")
     return 0 if ok else 1

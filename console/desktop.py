@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+from console.model import visible
+
 
 def _applescript(text: str) -> str:
     """``text`` as an AppleScript string literal (backslashes and quotes escaped)."""
@@ -31,8 +33,12 @@ def notification_command(title: str, body: str, platform: str = sys.platform) ->
 
 
 def desktop_notify(title: str, body: str) -> bool:
-    """Show a desktop notification; returns False when none could be shown. Blocks briefly."""
-    command = notification_command(title, body)
+    """Show a desktop notification; returns False when none could be shown. Blocks briefly.
+
+    Title and body pass through :func:`~console.model.visible` here, whatever the caller did:
+    a tool name must not hide or disguise itself in a notification either.
+    """
+    command = notification_command(visible(title), visible(body))
     if command is None:
         return False
     try:

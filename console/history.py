@@ -74,8 +74,8 @@ def _row(entry: AuditEntry, now: float) -> list[Text]:
         Text(stamp(entry.ts, now), style="dim"),
         Text(label, style=style),
         Text(visible(entry.tool)),
-        Text(entry.action_id),
-        Text(entry.session_id),
+        Text(visible(entry.action_id)),
+        Text(visible(entry.session_id)),
         Text(visible(entry.server)),
         Text(visible(entry.rule)),
         Text(detail, style="dim"),
@@ -112,10 +112,14 @@ class HistoryPane(Vertical):
         what = f" matching {self.query_text!r}" if self.query_text else ""
         # Content, not a str: what the user typed must not be read as markup.
         self.query_one("#history-status", Static).update(
-            Content(f"{len(entries)} audit row{'' if len(entries) == 1 else 's'}{what}, newest first")
+            Content(
+                visible(f"{len(entries)} audit row{'' if len(entries) == 1 else 's'}{what}, newest first")
+            )
         )
 
     def show_error(self, reason: str) -> None:
         """The log could not be read."""
         self.query_one("#history-table", DataTable).clear()
-        self.query_one("#history-status", Static).update(Content(f"Could not read the audit log: {reason}"))
+        self.query_one("#history-status", Static).update(
+            Content(visible(f"Could not read the audit log: {reason}"))
+        )

@@ -72,6 +72,17 @@ class HistoryFailed(Message):
         self.query = query
 
 
+class ArgumentsLoaded(Message):
+    """The full arguments of an action whose listing cut them (``ok``), or why they could not be fetched."""
+
+    def __init__(self, action_id: str, ok: bool, text: str) -> None:
+        super().__init__()
+        self.action_id = action_id
+        self.ok = ok
+        #: The arguments' JSON text, or the reason.
+        self.text = text
+
+
 class DenyFinished(Message):
     """A deny request ended: ``ok`` with the daemon's confirmation, or the reason it failed."""
 

@@ -16,23 +16,36 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: Unicode categories that draw nothing, or draw something other than what they are: controls,
-#: format characters (bidi overrides, zero-width joiners), separators, private use, unassigned.
+#: Unicode categories that draw nothing, or draw something other than what they are: controls
+#: (C0, C1, DEL: every terminal escape starts with one), format characters (bidi overrides and
+#: isolates, zero-width spaces and joiners, soft hyphens), line and paragraph separators, private
+#: use, unassigned code points and lone surrogates.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+#: Characters of other categories that draw nothing either (Unicode's default-ignorable code
+#: points outside Cf: Hangul fillers, the combining grapheme joiner, variation selectors) or a
+#: blank that passes for a space (the braille blank).
+_BLANK = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u2800\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
 #: Everything that is not printable ASCII: the only characters worth a closer look.
 _SUSPECT = re.compile(r"[^\x20-\x7e]")
 
 
 def _hidden(char: str) -> bool:
     category = unicodedata.category(char)
-    return category in _HIDDEN_CATEGORIES or (category == "Zs" and char != " ")
+    return category in _HIDDEN_CATEGORIES or (category == "Zs" and char != " ") or char in _BLANK
 
 
 def visible(text: str, keep: str = "") -> str:
-    """``text`` with every invisible or look-alike-space character spelt as ``\\uXXXX``.
+    """``text`` with every control, invisible or look-alike-space character spelt as ``\\uXXXX``.
 
-    What the console shows must be what runs: a tool name or argument holding a bidi override,
-    a zero-width space or a terminal escape could otherwise read as something harmless.
+    The one function through which every text the console prints passes, in every mode (the text
+    commands, the TUI, desktop notifications): what the console shows must be what runs. A tool
+    name or argument holding a terminal escape could otherwise move the cursor and rewrite the
+    lines of another action; a bidi override or a zero-width space could read as something
+    harmless. The result holds no character of :data:`_HIDDEN_CATEGORIES` (bar those in ``keep``).
 
     Args:
         text: What to show.
@@ -124,6 +137,11 @@ class Action:
     deadline: float
     attempts_left: int
     code: str
+    #: The daemon cut the arguments from its listing: ``arguments_json`` is only their start.
+    arguments_cut: bool = False
+    #: Size in bytes (UTF-8 JSON) and SHA-256 (hex) of the full arguments.
+    arguments_bytes: int = 0
+    arguments_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +206,9 @@ def action_from_wire(raw: Mapping[str, Any]) -> Action:
         deadline=_float(raw, "deadline"),
         attempts_left=_int(raw, "attempts_left"),
         code=_str(raw, "code"),
+        arguments_cut=raw.get("arguments_cut") is True,
+        arguments_bytes=_int(raw, "arguments_bytes"),
+        arguments_sha256=_str(raw, "arguments_sha256"),
     )
 
 

@@ -19,7 +19,7 @@ from textual.widgets.option_list import Option
 from console.model import Action, command_line, countdown, pretty_arguments, visible
 
 #: Beyond this many characters the arguments are cut, with a warning: highlighting and wrapping
-#: tens of MB would freeze the screen. The whole value is one `firewall-console pending --json` away.
+#: tens of MB would freeze the screen. The whole value is one `firewall-console show ID` away.
 ARGUMENTS_SHOWN = 200_000
 #: Under this many seconds the countdown turns to the error colour.
 HURRY = 30.0
@@ -128,7 +128,7 @@ class ActionDetail(Vertical):
             self.display = False
             return
         self.display = True
-        self.query_one("#code-digits", Digits).update(action.code)
+        self.query_one("#code-digits", Digits).update(visible(action.code))
         self.query_one("#code-prompt", Static).update(
             Content.assemble("Type this code into your chat to approve ", (visible(action.tool), "bold"))
         )
@@ -142,8 +142,18 @@ class ActionDetail(Vertical):
         self.query_one("#detail-session", Static).update(self._session_line(action))
         self.tick(now)
         if not same:  # re-highlighting large arguments on every refresh would stall the screen
-            self.query_one("#arguments-json", Static).update(arguments_content(action.arguments_json))
+            shown = (
+                cut_content(action)
+                if action.arguments_cut
+                else arguments_content(action.arguments_json, action.action_id)
+            )
+            self.query_one("#arguments-json", Static).update(shown)
             self.query_one("#arguments", VerticalScroll).scroll_home(animate=False)
+
+    def show_full(self, action_id: str, arguments_json: str) -> None:
+        """Show the fetched full arguments of ``action_id``, if it is still the one shown."""
+        if self._action is not None and self._action.action_id == action_id:
+            self.query_one("#arguments-json", Static).update(arguments_content(arguments_json, action_id))
 
     def tick(self, now: float) -> None:
         """Redraw the time left."""
@@ -154,7 +164,7 @@ class ActionDetail(Vertical):
         self.query_one("#code-meta", Static).update(
             Content.assemble(
                 ("Code ", "$text-muted"),
-                (action.code, "bold reverse"),
+                (visible(action.code), "bold reverse"),
                 ("  expires in ", "$text-muted"),
                 (countdown(left), "$text-error bold" if left < HURRY else "bold"),
                 ("  ·  ", "$text-muted"),
@@ -164,9 +174,9 @@ class ActionDetail(Vertical):
 
     @staticmethod
     def _session_line(action: Action) -> Content:
-        parts: list[str | tuple[str, str]] = [("Action ", "$text-muted"), action.action_id]
+        parts: list[str | tuple[str, str]] = [("Action ", "$text-muted"), visible(action.action_id)]
         for label, value in (
-            ("session", action.session_id),
+            ("session", visible(action.session_id)),
             ("client", visible(action.client) or "not known yet"),
             ("server", visible(action.server) or "-"),
             ("runs", command_line(action.target)),
@@ -184,7 +194,7 @@ class _ArgumentsTheme(HighlightTheme):
     STYLES = {**HighlightTheme.STYLES, ("Error",): "$text-success 90%"}
 
 
-def arguments_content(arguments_json: str, limit: int = ARGUMENTS_SHOWN) -> Content:
+def arguments_content(arguments_json: str, action_id: str = "ID", limit: int = ARGUMENTS_SHOWN) -> Content:
     """The frozen arguments, pretty and highlighted; cut at ``limit`` characters with a warning."""
     text = pretty_arguments(arguments_json)
     if len(text) <= limit:
@@ -195,7 +205,22 @@ def arguments_content(arguments_json: str, limit: int = ARGUMENTS_SHOWN) -> Cont
         "\n",
         (
             f"… {hidden:,} more characters are not shown here. "
-            "See them all with `firewall-console pending --json` before you approve.",
+            f"See them all with `firewall-console show {visible(action_id)}` before you approve.",
+            "$text-warning bold",
+        ),
+    )
+
+
+def cut_content(action: Action) -> Content:
+    """Arguments the daemon cut from its listing: their start, then their size and hash, and how
+    to see them all."""
+    return Content.assemble(
+        (visible(action.arguments_json, keep="\n") + "…", "$text-muted"),
+        "\n\n",
+        (
+            f"Cut: the arguments are {action.arguments_bytes:,} bytes, "
+            f"sha256 {visible(action.arguments_sha256)}. Press f to fetch them all, or see them with "
+            f"`firewall-console show {visible(action.action_id)}` before you approve.",
             "$text-warning bold",
         ),
     )

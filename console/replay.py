@@ -27,11 +27,14 @@ class ReplayBackend:
         *,
         socket_path: str = "/run/user/1000/mcp-action-firewall/firewalld.sock",
         unreachable: str | None = None,
+        full_arguments: dict[str, str] | None = None,
     ) -> None:
         """Serve ``state`` and ``history``; or, given ``unreachable``, fail to connect with that reason."""
         self.state = state or DaemonState()
         self.entries = history
         self.unreachable = unreachable
+        #: The full arguments of actions whose listing is cut, by action id.
+        self.full_arguments = full_arguments or {}
         self.denied: list[str] = []
         self._socket_path = socket_path
         self._post: Post | None = None
@@ -67,6 +70,13 @@ class ReplayBackend:
         if self._post is not None:
             self._post(PendingChanged(self.state, frozenset({"pending"})))
         return f"denied {action_id} ({action.tool})"
+
+    def arguments(self, action_id: str) -> str:
+        """The recorded full arguments (or the listed ones)."""
+        action = self.state.action(action_id)
+        if action is None or self.unreachable is not None:
+            raise ConsoleError(f"no pending action {action_id}")
+        return self.full_arguments.get(action_id, action.arguments_json)
 
     def history(self, query: HistoryQuery, limit: int) -> tuple[AuditEntry, ...]:
         """The recorded rows that match."""

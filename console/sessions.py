@@ -27,7 +27,7 @@ def _row(session: SessionInfo) -> list[Text]:
     muted = "" if session.connected else "dim"
     counts = (session.allowed, session.paused, session.denied)
     return [
-        Text(session.session_id, style=muted or "bold"),
+        Text(visible(session.session_id), style=muted or "bold"),
         Text(visible(session.server) or "-", style=muted),
         Text("connected" if session.connected else "closed", style=muted or "bold"),
         *(Text(str(n), style=muted, justify="right") for n in counts),

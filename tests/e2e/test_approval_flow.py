@@ -205,7 +205,10 @@ async def test_ten_megabyte_arguments_are_judged_and_frozen(
     async with connect(fixture_shim(tmp_path / "fx", config=config), mode=mode, env=daemon.env) as agent:
         paused = await agent.call_tool("get_echo", {"payload": payload})
         action = pending_by_id(daemon, action_id_of(tool_text(paused)))
-        assert action["arguments"] == {"payload": payload}
+        assert action["arguments_cut"] and action["arguments"] is None  # listings stay small...
+        shown = json.loads(daemon.console("show", action["action_id"], "--json").stdout)
+        assert shown["arguments"] == {"payload": payload}  # ...and the whole is one request away
+        assert shown["arguments_sha256"] == action["arguments_sha256"]
         confirmed = await agent.call_tool("firewall_confirm", {"otp": action["code"]})
     assert json.loads(tool_text(confirmed)) == payload
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 
 import pytest
 
@@ -90,11 +92,11 @@ def test_pretty_arguments_keep_structure_and_escape_hidden_characters() -> None:
 
 def test_huge_arguments_are_cut_with_a_warning() -> None:
     """Past the limit the display stops, and says how much is not shown and where to see it."""
-    content = arguments_content(json.dumps({"blob": "x" * 5000}), limit=1000)
+    content = arguments_content(json.dumps({"blob": "x" * 5000}), "A-1", limit=1000)
     assert content.plain.startswith('{\n  "blob": "xxx')
     assert "4,016 more characters are not shown" in content.plain  # 5,016 in all, 1,000 shown
     assert not any("error" in str(span.style) for span in content.spans)  # a cut string is no error
-    assert "firewall-console pending --json" in content.plain
+    assert "firewall-console show A-1" in content.plain
 
 
 @pytest.mark.parametrize(
@@ -152,3 +154,57 @@ def test_desktop_notification_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert notification_command("T", "B", "linux") is None
     assert notification_command("T", "B", "darwin") is None
+
+
+#: Strings an agent or a server may put in a tool name, an argument or a client name.
+HOSTILE = [
+    ("\x1b[1A\x1b[2K", "\\u001b[1A\\u001b[2K"),  # cursor up, erase line
+    ("\x1b]8;;https://evil\x07click\x1b]8;;\x07", "\\u001b]8;;https://evil\\u0007click\\u001b]8;;\\u0007"),
+    ("\x9b2J", "\\u009b2J"),  # C1 CSI: a one-character escape
+    ("\x85next", "\\u0085next"),  # C1 next line
+    ("a\rb\nc\td\x08\x00", "a\\u000db\\u000ac\\u0009d\\u0008\\u0000"),
+    ("del\x7f", "del\\u007f"),
+    ("\u202eevil\u202c \u2066iso\u2069 \u200f\u061c", "\\u202eevil\\u202c \\u2066iso\\u2069 \\u200f\\u061c"),
+    ("zero\u200b\u200c\u200d\u2060\ufeff\u00ad", "zero\\u200b\\u200c\\u200d\\u2060\\ufeff\\u00ad"),
+    ("line\u2028para\u2029", "line\\u2028para\\u2029"),
+    ("lone\ud800\udfff", "lone\\ud800\\udfff"),
+    ("fill\u3164\u115f\u2800", "fill\\u3164\\u115f\\u2800"),
+    ("vs\ufe0f\U000e0100", "vs\\ufe0f\\U000e0100"),
+    ("priv\ue000\U0010fffd", "priv\\ue000\\U0010fffd"),
+    ("wide\u3000space\u2009", "wide\\u3000space\\u2009"),
+]
+
+
+@pytest.mark.parametrize(("raw", "shown"), HOSTILE)
+def test_visible_escapes_hostile_strings(raw: str, shown: str) -> None:
+    """Controls, escapes, bidi, invisible and format characters, separators, lone surrogates: spelt out."""
+    assert visible(raw) == shown
+    assert shown.isascii() and shown.isprintable()
+    assert visible(shown) == shown  # escaping twice changes nothing
+
+
+def test_visible_leaves_no_hidden_character_anywhere_in_unicode() -> None:
+    """Over every code point: what comes out draws itself (no control, format, separator or surrogate)."""
+    everything = "".join(map(chr, range(0x110000)))
+    shown = visible(everything)
+    left = {unicodedata.category(c) for c in shown}
+    assert not left & {"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"}
+    assert all(c == " " for c in shown if unicodedata.category(c) == "Zs")
+    assert "\x1b" not in shown and "\x9b" not in shown
+
+
+def test_every_console_output_path_escapes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The text commands, desktop notifications: a terminal escape reaches none of them raw."""
+    from console import desktop
+    from console.cli import emit
+
+    emit("tool\x1b[2A", "x\ny")
+    emit("err\x9b", file=sys.stderr)
+    out, err = capsys.readouterr()
+    assert out == "tool\\u001b[2A\nx\\u000ay\n" and err == "err\\u009b\n"
+    seen: list[list[str]] = []
+    monkeypatch.setattr(desktop, "notification_command", lambda t, b: seen.append([t, b]) or None)
+    desktop.desktop_notify("t\x1b", "b\u202e")
+    assert seen == [["t\\u001b", "b\\u202e"]]
