@@ -219,3 +219,28 @@ async def test_policy_problem_is_reported(daemon: Daemon, tmp_path: Path) -> Non
         async with connect(fixture_shim(tmp_path / "fx", config=config), mode="auto", env=daemon.env):
             await until(pilot, lambda: app.policy_problems)
     assert "default_actoin" in app.policy_problems[0]
+
+
+async def test_cut_arguments_are_marked_and_fetched_on_demand(daemon: Daemon, tmp_path: Path) -> None:
+    """Arguments the daemon cut from its listing show their size and hash; `f` fetches them all."""
+    config = write_config(
+        tmp_path / "policy.json",
+        {"global": {"allow_prefixes": [], "block_keywords": ["echo"], "default_action": "allow"}},
+    )
+    payload = {"blob": "x" * 50_000, "end": "THE-LAST-WORD \x1b[2A"}
+    app = build_app(daemon.socket)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connected)
+        async with connect(
+            fixture_shim(tmp_path / "fx", config=config), mode="auto", env=daemon.env
+        ) as agent:
+            action_id = action_id_of(tool_text(await agent.call_tool("get_echo", {"payload": payload})))
+            await until(pilot, lambda: shown(app, action_id))
+            (listed,) = daemon.pending()
+            cut = static_text(app, "#arguments-json")
+            assert f"Cut: the arguments are {listed['arguments_bytes']:,} bytes" in cut
+            assert f"sha256 {listed['arguments_sha256']}" in cut
+            assert "THE-LAST-WORD" not in cut
+            await pilot.press("f")
+            await until(pilot, lambda: "THE-LAST-WORD" in static_text(app, "#arguments-json"))
+            assert "THE-LAST-WORD \\u001b[2A" in static_text(app, "#arguments-json")  # escaped, whole
