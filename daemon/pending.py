@@ -183,18 +183,20 @@ class PendingActions:
         while window and window[0] < now - 60:
             window.popleft()
         if len(window) >= self._max_failures:
-            return ConfirmResult(
-                False,
+            return self._throttled(
+                session_id,
+                "per chat: too many wrong codes in the last minute",
                 "Too many wrong codes in the last minute; the firewall is not checking codes for this "
-                "session right now. Wait a minute, and ask the user for the code shown in the firewall "
-                "console; do not guess.",
+                "session right now. Nothing was run. Wait a minute, and ask the user for the code shown "
+                "in the firewall console; do not guess.",
             )
         if self._checks_last_hour(now) >= self._max_checks:
-            return ConfirmResult(
-                False,
+            return self._throttled(
+                session_id,
+                f"per user: {self._max_checks} wrong-code checks in the last hour, every chat together",
                 "Too many wrong codes in the last hour, across every chat; the firewall is not checking "
-                "codes right now, so that guessing cannot work. Nothing was run. Ask the user to approve "
-                "or deny the action in the firewall console, or to try again later.",
+                "codes right now, so that guessing cannot work. Nothing was run. Ask the user to try "
+                "again later, or to deny the action in the firewall console.",
             )
         self.expire(now)
         rows = self._store.pending_of_session(session_id, now - _REMEMBER)
@@ -243,6 +245,11 @@ class PendingActions:
                 " (Each server behind the firewall has its own firewall_confirm:"
                 " use the one of the server that paused the call.)"
             )
+        return ConfirmResult(False, message)
+
+    def _throttled(self, session_id: str, why: str, message: str) -> ConfirmResult:
+        """A code not checked at all, because of a guessing limit: audited, so the human sees it."""
+        self._store.audit("confirm_throttled", session_id=session_id, detail=f"code not checked ({why})")
         return ConfirmResult(False, message)
 
     def _count_failure(self, session_id: str, rows: list[PendingRow]) -> list[str]:

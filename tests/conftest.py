@@ -171,3 +171,18 @@ def effects_of(effects: Path) -> list[dict[str, Any]]:
     if not effects.exists():
         return []
     return [json.loads(line) for line in effects.read_text().splitlines() if line.strip()]
+
+
+def wait_until(predicate: Any, limit: float = 20.0, what: str = "condition") -> None:
+    """Wait for something another process makes true (bounded; not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def connected_sessions(daemon: Daemon) -> list[dict[str, Any]]:
+    """Sessions whose shim is connected right now."""
+    sessions = json.loads(daemon.console("pending", "--json").stdout)["sessions"]
+    return [s for s in sessions if s["connected"]]
