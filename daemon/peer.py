@@ -18,7 +18,7 @@ import socket
 import struct
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -93,12 +93,19 @@ class Peer:
         async with self._lock:
             await self.stream.send(data)
 
-    async def serve(self, answer: Callable[[list[p.Message]], list[p.Message]]) -> None:
+    async def serve(
+        self,
+        answer: Callable[[list[p.Message]], list[p.Message]],
+        prepare: Callable[[list[p.Message]], Awaitable[None] | None] | None = None,
+    ) -> None:
         """Answer batches with ``answer``, called as soon as they are read, until the peer goes.
 
         ``answer`` runs on the event loop's thread and must not block; its replies are written
-        at once. Whatever the peer does not take is queued and reading stops until it is sent,
-        so a peer that never reads its answers cannot make the queue grow.
+        at once. ``prepare``, when given, sees each batch first and may return an awaitable (work
+        too slow for the loop's thread, such as judging a huge call on a worker thread): the batch
+        is then answered when it is done, and nothing more is read from this peer until then,
+        while every other peer is served. Whatever the peer does not take is queued and reading
+        stops until it is sent, so a peer that never reads its answers cannot make the queue grow.
 
         Raises:
             anyio.EndOfStream: the peer closed the connection.
@@ -108,6 +115,7 @@ class Peer:
         loop = asyncio.get_running_loop()
         fd = self._raw.fileno()
         ended: asyncio.Future[None] = loop.create_future()
+        pending: set[asyncio.Task[None]] = set()  # the slow batches' tasks (kept from the GC)
 
         def fail(exc: BaseException) -> None:
             loop.remove_reader(fd)
@@ -144,7 +152,32 @@ class Peer:
                 fail(anyio.EndOfStream())
                 return
             try:
-                replies = answer(self._decoder.feed(data))
+                batch = self._decoder.feed(data)
+                slow = prepare(batch) if prepare is not None else None
+            except Exception as exc:  # a ProtocolError, or a bug: raised from serve() below
+                fail(exc)
+                return
+            if slow is not None:  # the batch is answered once its slow part is done; read no more
+                loop.remove_reader(fd)
+                pending.add(loop.create_task(later(slow, batch)))
+                return
+            respond(batch)
+
+        async def later(slow: Awaitable[None], batch: list[p.Message]) -> None:
+            try:
+                await slow
+            except Exception as exc:
+                fail(exc)
+                return
+            finally:
+                pending.discard(asyncio.current_task())
+            if not ended.done():
+                loop.add_reader(fd, readable)
+                respond(batch)
+
+        def respond(batch: list[p.Message]) -> None:
+            try:
+                replies = answer(batch)
                 if not replies:
                     return
                 out = p.encode(replies[0]) if len(replies) == 1 else b"".join(map(p.encode, replies))
@@ -171,3 +204,5 @@ class Peer:
         finally:
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+            for task in pending:
+                task.cancel()

@@ -8,10 +8,12 @@ audit log. Each connection is served by its own task and closed in a ``finally``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio
@@ -19,7 +21,7 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 
 from daemon import failpoints
 from daemon import protocol as p
-from daemon.decisions import Decisions
+from daemon.decisions import Decisions, Judged
 from daemon.peer import Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
@@ -34,6 +36,8 @@ log = logging.getLogger("firewalld")
 _HELLO_TIMEOUT = 5.0
 #: Audit rows spooled before the ingester moves them into the table without waiting for its second.
 INGEST_AFTER = 256
+#: A call bigger than this (bytes of JSON) is judged on a worker thread, off the event loop.
+BIG_CALL = 256 * 1024
 
 
 class PeerRefused(Exception):
@@ -63,6 +67,7 @@ class Firewalld:
         self._reload = anyio.Event()
         self._ingest = anyio.Event()  # the audit spool has grown: move it into the table now
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
+        self._judged: dict[int, Judged] = {}  # huge calls judged off the loop, by id() of their Decide
         self._uid = os.getuid()
 
     async def serve(
@@ -185,7 +190,9 @@ class Firewalld:
                 replies = self._shim_batch(shim, rest)  # sent with the hello
                 if replies:
                     await peer.send(*replies)
-                await peer.serve(lambda batch: self._shim_batch(shim, batch))
+                await peer.serve(
+                    lambda batch: self._shim_batch(shim, batch), lambda batch: self._prepare(shim, batch)
+                )
             elif hello.role == p.ROLE_CONSOLE:
                 if pid:  # it shows codes: its memory is as off limits to tool calls as ours
                     console_proc = f"/proc/{pid}"
@@ -251,12 +258,27 @@ class Firewalld:
             self._ingest.set()
         return replies
 
+    def _prepare(self, session: Session, batch: list[p.Message]) -> Awaitable[None] | None:
+        """For a batch with a huge call in it: judge those calls on a worker thread (parsing,
+        self-protection and policy cost seconds for tens of MB of small strings), so the loop goes
+        on serving every other session meanwhile. The batch is answered when they are judged."""
+        big = [m for m in batch if isinstance(m, p.Decide) and len(m.params) > BIG_CALL]
+        if not big:
+            return None
+
+        async def judge_all() -> None:
+            loop = asyncio.get_running_loop()
+            for msg in big:
+                self._judged[id(msg)] = await loop.run_in_executor(None, self.decisions.prepare(session, msg))
+
+        return judge_all()
+
     def _shim_request(
         self, session: Session, msg: p.Message, replies: list[p.Message], events: list[p.Event]
     ) -> None:
         match msg:
             case p.Decide():
-                verdict = self.decisions.decide(session, msg)
+                verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:

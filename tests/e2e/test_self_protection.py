@@ -38,6 +38,7 @@ def spellings(home: Path, state: Path) -> list[str]:
         f"file://{state}/firewall.db",
         str(home / "innocent-link" / "firewall.db"),  # a symlink into the state directory
         str(home / "notes" / ".." / relative),
+        str(home / "to-other" / ".." / state.name / "firewall.db"),  # `..` after a link into the parent
     ]
 
 
@@ -46,6 +47,8 @@ async def test_filesystem_server_rooted_at_home_gets_no_code(daemon: Daemon) -> 
     (home / "notes").mkdir()
     (home / "notes" / "todo.txt").write_text("buy milk")
     (home / "innocent-link").symlink_to(daemon.state_dir)
+    (daemon.state_dir.parent / "other").mkdir()
+    (home / "to-other").symlink_to(daemon.state_dir.parent / "other")
     async with connect(shim_command(filesystem_server(home)), mode="legacy", env=daemon.env) as agent:
         paused = await agent.call_tool("write_file", {"path": str(home / "notes" / "x.txt"), "content": "x"})
         assert "PAUSED_FOR_APPROVAL" in tool_text(paused)
