@@ -221,7 +221,8 @@ class PendingActions:
             return ConfirmResult(True, "approved", hit)
         window.append(now)
         waiting = sum(1 for r in rows if r.status == "pending")
-        self._note_checks(now, max(1, waiting))
+        # A guess with nothing waiting cannot approve anything: it costs the hour's budget nothing.
+        self._note_checks(now, waiting)
         message = _STALE_MESSAGES.get(hit.status, "") if hit is not None else ""
         locked = self._count_failure(session_id, rows)
         self._store.audit(
@@ -229,7 +230,7 @@ class PendingActions:
             session_id=session_id,
             action_id=hit.action_id if hit else None,
             detail=(f"stale code ({hit.status})" if hit else "wrong code")
-            + f", tried against {max(1, waiting)} waiting action(s)",
+            + f", tried against {waiting} waiting action(s)",
         )
         if not message:
             message = "That code does not match any action waiting for approval in this session."

@@ -47,7 +47,7 @@ class DaemonSettings(BaseSettings):
     max_failed_checks_per_hour: int = Field(default=100, ge=1)
     """Wrong-code checks per hour for the whole user, every chat together: a wrong code typed in a
     chat with N actions waiting counts N. Past it, no code is checked until the hour has moved on
-    (approve or deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
+    (deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
     has at most a 1 in 10,000 chance per hour; see the README."""
 
     audit_max_age_days: float = Field(default=90.0, gt=0)
