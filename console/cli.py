@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from console.client import ConsoleClient, ConsoleError
+from console.model import command_line, json_text, visible
 
 DESCRIPTION = """\
 See what the MCP Action Firewall has paused, with the exact arguments and the approval code.
@@ -56,14 +57,14 @@ def main(argv: list[str] | None = None) -> int:
                 _print_pending(snapshot.sessions, snapshot.actions, as_json=args.json)
             elif args.command == "deny":
                 for action_id in args.action_id:
-                    print(client.deny(action_id))
+                    print(visible(client.deny(action_id)))
             elif args.command == "log":
                 if args.limit < 1:
                     raise ConsoleError("--limit must be at least 1")
                 rows = client.log(args.limit, args.session, args.server, args.tool)
                 _print_log(rows, as_json=args.json)
     except ConsoleError as exc:
-        print(f"firewall-console: {exc}", file=sys.stderr)
+        print(f"firewall-console: {visible(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `firewall-console log | head`
         return 0
@@ -71,38 +72,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_pending(sessions: list[dict[str, Any]], actions: list[dict[str, Any]], *, as_json: bool) -> None:
+    """Sessions and waiting actions. Every value the daemon sent is printed through
+    :func:`~console.model.visible` (text) or :func:`~console.model.json_text` (``--json``): a tool
+    name, a client name or an argument holding terminal escapes cannot repaint the screen."""
     if as_json:
         for action in actions:
             action["arguments"] = json.loads(action.pop("arguments_json"))
-        json.dump({"sessions": sessions, "actions": actions}, sys.stdout, indent=2, ensure_ascii=False)
-        print()
+        print(json_text({"sessions": sessions, "actions": actions}))
         return
     live = [s for s in sessions if s["connected"]]
     print(f"{len(live)} connected session(s), {len(actions)} action(s) waiting for approval")
     for s in live:
         print(
-            f"  {s['session_id']}  {s['server'] or '-':12} {s['client'] or '(unknown client)'}  "
-            f"{' '.join(s['target'])}"
+            f"  {visible(s['session_id'])}  {visible(s['server'] or '-'):12} "
+            f"{visible(s['client'] or '(unknown client)')}  {command_line(s['target'])}"
         )
     now = time.time()
     for a in actions:
         left = max(0, int(a["deadline"] - now))
         print()
-        print(f"{a['action_id']}  {a['tool']}  (server {a['server'] or '-'}, session {a['session_id']})")
         print(
-            f"  code:      {a['code']}    expires in {left // 60}m{left % 60:02d}s, "
+            f"{visible(a['action_id'])}  {visible(a['tool'])}  "
+            f"(server {visible(a['server'] or '-')}, session {visible(a['session_id'])})"
+        )
+        print(
+            f"  code:      {visible(a['code'])}    expires in {left // 60}m{left % 60:02d}s, "
             f"{a['attempts_left']} attempt(s) left"
         )
-        print(f"  rule:      {a['rule']}")
-        print(f"  arguments: {a['arguments_json']}")
+        print(f"  rule:      {visible(a['rule'])}")
+        print(f"  arguments: {visible(a['arguments_json'])}")
 
 
 def _print_log(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    """The audit log, newest first, escaped like :func:`_print_pending`."""
     if as_json:
-        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
-        print()
+        print(json_text(rows))
         return
+    if not rows:
+        print("No audit rows match.", file=sys.stderr)
     for r in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         what = " ".join(str(x) for x in (r["tool"], r["action_id"], r["decision"], r["rule"]) if x)
-        print(f"{stamp}  {r['event']:14} {r['session_id'] or '-':10} {r['server'] or '-':10} {what}")
+        print(
+            f"{stamp}  {visible(r['event']):14} {visible(r['session_id'] or '-'):10} "
+            f"{visible(r['server'] or '-'):10} {visible(what)}"
+        )

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+from console.model import visible
+
 
 def _applescript(text: str) -> str:
     """``text`` as an AppleScript string literal (backslashes and quotes escaped)."""
@@ -32,7 +34,8 @@ def notification_command(title: str, body: str, platform: str = sys.platform) ->
 
 def desktop_notify(title: str, body: str) -> bool:
     """Show a desktop notification; returns False when none could be shown. Blocks briefly."""
-    command = notification_command(title, body)
+    # Names in a notification come from the agent and the server: escaped like everything else.
+    command = notification_command(visible(title), visible(body))
     if command is None:
         return False
     try:

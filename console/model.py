@@ -49,6 +49,29 @@ def visible(text: str, keep: str = "") -> str:
     return _SUSPECT.sub(spell, text)
 
 
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """``value`` as JSON that is exact (it parses back to ``value``) and safe to print on a
+    terminal: readable Unicode stays as it is, and every character :func:`visible` would escape
+    is written as a JSON escape (a surrogate pair above U+FFFF), so no control, C1 byte, bidi
+    override or lone surrogate reaches the terminal. Outside strings JSON holds only ASCII, so
+    only string contents change spelling."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    if text.isascii():
+        return text
+
+    def spell(match: re.Match[str]) -> str:
+        char = match.group()
+        if char == "\n" or not _hidden(char):  # a raw newline here is the indentation's
+            return char
+        code = ord(char)
+        if code <= 0xFFFF:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _SUSPECT.sub(spell, text)
+
+
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
