@@ -32,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     pending = sub.add_parser("pending", help="list sessions and pending actions with their codes")
     pending.add_argument("--json", action="store_true", help="machine-readable output")
+    approve = sub.add_parser(
+        "approve",
+        help="approve a held action: it runs now and its chat gets the real result",
+        description="Approve a paused action that its chat still holds open (the shim holds a paused "
+        "call for --hold seconds while a console is open). It runs at once, and the agent's original "
+        "call gets the real result. Once the hold is over, approve by typing the code into the chat.",
+        epilog="example: firewall-console approve A-1F2E3D4C",
+    )
+    approve.add_argument("action_id", metavar="ID", help="the action id, e.g. A-1F2E3D4C")
     deny = sub.add_parser("deny", help="deny a pending action (the agent's confirm will then fail)")
     deny.add_argument("action_id", metavar="ID", nargs="+", help="action id(s), e.g. A-1F2E3D4C")
     log = sub.add_parser("log", help="show the audit log, newest first")
@@ -55,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "pending":
                 snapshot = client.pending()
                 _print_pending(snapshot.sessions, snapshot.actions, as_json=args.json)
+            elif args.command == "approve":
+                print(visible(client.approve(args.action_id)))
             elif args.command == "deny":
                 for action_id in args.action_id:
                     print(visible(client.deny(action_id)))

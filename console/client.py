@@ -125,6 +125,10 @@ class ConsoleClient:
         """Sessions and pending actions, codes included."""
         return self._call(p.ListPending, p.PendingList)
 
+    def approve(self, action_id: str) -> str:
+        """Approve a held action (its chat gets the real result); returns the daemon's message."""
+        return self._call(lambda rid: p.ApproveAction(rid, action_id), p.Ack).message
+
     def deny(self, action_id: str) -> str:
         """Deny a pending action; returns the daemon's confirmation."""
         return self._call(lambda rid: p.DenyAction(rid, action_id), p.Ack).message

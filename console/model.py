@@ -147,6 +147,8 @@ class Action:
     deadline: float
     attempts_left: int
     code: str
+    held_until: float = 0.0
+    """Until when its chat holds the call open, so that it can be approved here (0: it does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,7 @@ def action_from_wire(raw: Mapping[str, Any]) -> Action:
         deadline=_float(raw, "deadline"),
         attempts_left=_int(raw, "attempts_left"),
         code=_str(raw, "code"),
+        held_until=_float(raw, "held_until"),
     )
 
 

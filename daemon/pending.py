@@ -342,6 +342,22 @@ class PendingActions:
 
     # -- closing ---------------------------------------------------------------------------
 
+    def approve(self, action_id: str, who: str = "console") -> PendingRow | None:
+        """Approve an open action without its code (from a console); returns it, or None if it
+        was not open. Audited like a code approval, with who approved it."""
+        row = self._store.get_pending(action_id)
+        if row is None or row.status != "pending" or not self._store.close_pending(action_id, "approved"):
+            return None
+        self._store.audit(
+            "confirm_ok",
+            session_id=row.session_id,
+            server=row.server,
+            tool=row.tool,
+            action_id=action_id,
+            detail=f"approved in the {who}",
+        )
+        return row
+
     def deny(self, action_id: str, who: str = "console") -> PendingRow | None:
         """Deny an open action; returns it, or None if it was not open."""
         row = self._store.get_pending(action_id)

@@ -163,6 +163,8 @@ class Verdict(NamedTuple):
     action_id: str = ""
     expires_at: float = 0.0
     attempts: int = 0
+    watched: bool = False
+    """A console is open that could approve the paused call: the shim may hold it open."""
 
 
 @_register("continue_call")
@@ -229,6 +231,22 @@ class Resynced(NamedTuple):
     :class:`Outcome` records: an approved action it said nothing of never reached it."""
 
 
+@_register("approved")
+class Approved(NamedTuple):
+    """Pushed to a shim: the human approved this held action in the console; run it now."""
+
+    action_id: str
+
+
+@_register("held")
+class Held(NamedTuple):
+    """The shim holds the paused call open for ``seconds`` (0: no longer), so a console may
+    approve it and the agent gets the real result as the answer to its call."""
+
+    action_id: str
+    seconds: float
+
+
 @_register("withdraw")
 class Withdraw(NamedTuple):
     """The agent cancelled a paused call; its pending action is withdrawn."""
@@ -258,6 +276,15 @@ class PendingList(NamedTuple):
 @_register("deny")
 class DenyAction(NamedTuple):
     """Deny a pending action (console only)."""
+
+    rid: int
+    action_id: str
+
+
+@_register("approve")
+class ApproveAction(NamedTuple):
+    """Approve a pending action from the console, while its shim holds the call open (console
+    only: a shim that sends it is refused, so nothing the agent writes can approve)."""
 
     rid: int
     action_id: str
@@ -327,6 +354,9 @@ Message = (
     | Outcome
     | ToolsListed
     | Resynced
+    | Approved
+    | Held
+    | ApproveAction
     | Withdraw
     | ListPending
     | PendingList

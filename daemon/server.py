@@ -61,6 +61,8 @@ class Firewalld:
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
+        self._shim_of: dict[str, Peer] = {}  # session -> its shim's connection
+        self._held: dict[str, float] = {}  # action -> until when its shim holds the call open
         # Shim batches are answered in a reader callback (Peer.serve), which cannot wait for a
         # console: the events they cause go through this queue to the broadcaster task.
         self._events_in, self._events_out = anyio.create_memory_object_stream[p.Event](1000)
@@ -187,6 +189,7 @@ class Firewalld:
             if hello.role == p.ROLE_SHIM:
                 session = shim = await self._welcome_shim(peer, hello)
                 self._shims.add(peer)
+                self._shim_of[shim.session_id] = peer
                 replies = self._shim_batch(shim, rest)  # sent with the hello
                 if replies:
                     await peer.send(*replies)
@@ -218,6 +221,8 @@ class Firewalld:
                 self.guard.remove(console_proc)
             self._consoles.discard(peer)
             self._shims.discard(peer)
+            if session is not None and self._shim_of.get(session.session_id) is peer:
+                del self._shim_of[session.session_id]
             if session is not None:
                 self.sessions.close(session)
                 self.store.audit("session_close", session_id=session.session_id, server=session.server)
@@ -279,6 +284,8 @@ class Firewalld:
         match msg:
             case p.Decide():
                 verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
+                if verdict.action == p.APPROVE and self._consoles:
+                    verdict = verdict._replace(watched=True)  # someone could approve it as it waits
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:
@@ -300,7 +307,18 @@ class Firewalld:
             case p.Resynced():
                 if self.pending.resync(session.session_id):
                     events.append(p.Event("pending", "reopened"))
+            case p.Held():
+                row = self.store.get_pending(msg.action_id)
+                if row is not None and row.session_id == session.session_id and msg.seconds > 0:
+                    self._held[msg.action_id] = time.time() + min(msg.seconds, 600.0)
+                    if len(self._held) > 10_000:
+                        now = time.time()
+                        self._held = {a: t for a, t in self._held.items() if t > now}
+                else:
+                    self._held.pop(msg.action_id, None)
+                events.append(p.Event("pending", msg.action_id))
             case p.Withdraw():
+                self._held.pop(msg.action_id, None)
                 if self.pending.withdraw(session.session_id, msg.action_id):
                     events.append(p.Event("pending", msg.action_id))
             case p.ToolsListed():
@@ -334,6 +352,8 @@ class Firewalld:
                 else:
                     await peer.send(p.Ack(msg.rid, f"denied {row.action_id} ({row.tool})"))
                     await self.broadcast(p.Event("pending", row.action_id))
+            case p.ApproveAction():
+                await peer.send(await self._approve(msg))
             case p.QueryLog():
                 rows = self.store.query_audit(msg.limit, msg.session_id, msg.server, msg.tool)
                 await peer.send(p.LogRows(msg.rid, rows))
@@ -344,6 +364,31 @@ class Firewalld:
                 await peer.send(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {p.tag_of(msg)}")
                 )
+
+    async def _approve(self, msg: p.ApproveAction) -> p.Message:
+        """A console approves a held action: it is closed as approved and its shim runs it at once,
+        answering the agent's original call with the real result."""
+        row = self.store.get_pending(msg.action_id)
+        if row is None or row.status != "pending":
+            return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        shim = self._shim_of.get(row.session_id)
+        if shim is None or self._held.get(row.action_id, 0.0) <= time.time():
+            return p.Error(
+                msg.rid,
+                p.E_FORBIDDEN,
+                f"{row.action_id} is not held open by its chat any more (the agent was told it is "
+                "paused): approve it by typing its code into the chat, or deny it here",
+            )
+        if self.pending.approve(row.action_id) is None:
+            return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        del self._held[row.action_id]
+        try:
+            await shim.send(p.Approved(row.action_id))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            # The shim is gone: its session's approved actions are settled when it is abandoned.
+            log.warning("the shim of %s went away before it heard of the approval", row.action_id)
+        await self.broadcast(p.Event("pending", row.action_id))
+        return p.Ack(msg.rid, f"approved {row.action_id} ({row.tool}); it runs now in its chat")
 
     def pending_views(self) -> list[dict[str, Any]]:
         """Open actions, newest first, with their codes (consoles only; expire first)."""
@@ -372,6 +417,7 @@ class Firewalld:
                     "deadline": row.deadline,
                     "attempts_left": row.attempts_left,
                     "code": self.pending.code_of(row),
+                    "held_until": self._held.get(row.action_id, 0.0),
                 }
             )
         return views

@@ -147,7 +147,9 @@ def shim_command(
     target: list[str], *, config: Path | None = None, name: str | None = None, extra: tuple[str, ...] = ()
 ) -> list[str]:
     """``mcp-action-firewall [options] -- TARGET`` as an MCP client config would spell it."""
-    cmd = [sys.executable, "-m", "shim", "--no-autostart"]
+    # No hold unless a test asks for one (``extra=("--hold", "N")``, which comes later and wins):
+    # with a console open, a held call would make every paused call wait.
+    cmd = [sys.executable, "-m", "shim", "--no-autostart", "--hold", "0"]
     if config is not None:
         cmd += ["--config", str(config)]
     if name is not None:
