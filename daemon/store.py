@@ -357,17 +357,28 @@ class Store:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def prune_audit(self, older_than: float, keep_rows: int) -> int:
-        """Delete audit rows older than the timestamp, and all but the newest ``keep_rows``."""
+    def prune_audit(self, older_than: float, keep_rows: int, keep_security_rows: int | None = None) -> int:
+        """Delete audit rows older than the timestamp; then all but the newest ``keep_rows``
+        routine rows (see :data:`ROUTINE`) and all but the newest ``keep_security_rows`` others.
+
+        The two kinds are counted apart, so no number of allowed calls can push out the rows
+        of an approval (its pause, confirm and outcome), a denial or a wrong code.
+        """
         self.ingest()
         deleted = self._write(
             "DELETE FROM audit WHERE id < COALESCE("
             "(SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM audit))",
             (older_than,),
         ).rowcount
-        deleted += self._write(
-            "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep_rows,)
-        ).rowcount
+        for kind, keep in ((ROUTINE, keep_rows), (f"NOT ({ROUTINE})", keep_security_rows)):
+            if keep is None:
+                continue
+            # The newest rows walk ids backwards and stop at the keep-th of the kind.
+            deleted += self._write(
+                f"DELETE FROM audit WHERE {kind} AND id < "
+                f"(SELECT id FROM audit WHERE {kind} ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (keep - 1,),
+            ).rowcount
         return deleted
 
     # -- pending actions ---------------------------------------------------------------------
@@ -559,6 +570,9 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE pending ADD COLUMN code_length INTEGER NOT NULL DEFAULT 6")
 
 
+#: The audit rows that anyone may cause cheaply and in bulk, pruned apart from (and before) the
+#: rows of pauses, confirms, wrong codes, denials, outcomes, expiries and withdrawals.
+ROUTINE = "((event = 'decision' AND decision = 'allow') OR event IN ('session_open', 'session_close'))"
 #: Audit rows that may wait in the spool while the database refuses them; past this, batches
 #: fail (their calls are refused) rather than memory growing without bound.
 MAX_SPOOLED = 100_000
