@@ -167,15 +167,18 @@ class Firewalld:
                 self._step_failed("checkpoint", exc)
             now = time.time()
             if now - last_prune > 3600:
-                if self._step("prune", partial(self._prune, now)) is not None:
+                settings = self.settings
+                try:  # counting rows walks millions: off the loop (a read, which never blocks writes)
+                    self.store.ingest()
+                    cuts = await anyio.to_thread.run_sync(
+                        self.store.audit_cuts, settings.audit_max_rows, settings.audit_max_security_rows
+                    )
+                except Exception as exc:
+                    self._step_failed("prune", exc)
+                    continue
+                older = now - settings.audit_max_age_days * 86400
+                if self._step("prune", partial(self.store.delete_audit, older, cuts)) is not None:
                     last_prune = now
-
-    def _prune(self, now: float) -> int:
-        settings = self.settings
-        max_age = settings.audit_max_age_days * 86400
-        return self.store.prune_audit(
-            now - max_age, settings.audit_max_rows, settings.audit_max_security_rows
-        )
 
     def _expire_and_abandon(self) -> bool:
         changed = bool(self.pending.expire())

@@ -365,20 +365,34 @@ class Store:
         of an approval (its pause, confirm and outcome), a denial or a wrong code.
         """
         self.ingest()
+        return self.delete_audit(older_than, self.audit_cuts(keep_rows, keep_security_rows))
+
+    def audit_cuts(self, keep_rows: int, keep_security_rows: int | None) -> list[tuple[str, int]]:
+        """Per kind of row, the id below which its rows are over their limit. Counting walks up to
+        millions of rows (0.3 s for two million), so this reads on a connection of its own and is
+        safe to call from another thread: WAL readers never block the writer."""
+        cuts: list[tuple[str, int]] = []
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as other:
+            for kind, keep in ((ROUTINE, keep_rows), (f"NOT ({ROUTINE})", keep_security_rows)):
+                if keep is None:
+                    continue
+                # The newest rows walk ids backwards and stop at the keep-th of the kind.
+                sql = f"SELECT id FROM audit WHERE {kind} ORDER BY id DESC LIMIT 1 OFFSET ?"
+                row = other.execute(sql, (keep - 1,)).fetchone()
+                if row is not None:
+                    cuts.append((kind, int(row[0])))
+        return cuts
+
+    def delete_audit(self, older_than: float, cuts: list[tuple[str, int]]) -> int:
+        """Delete rows older than the timestamp, and rows of each kind below its cut (from
+        :meth:`audit_cuts`)."""
         deleted = self._write(
             "DELETE FROM audit WHERE id < COALESCE("
             "(SELECT id FROM audit WHERE ts >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM audit))",
             (older_than,),
         ).rowcount
-        for kind, keep in ((ROUTINE, keep_rows), (f"NOT ({ROUTINE})", keep_security_rows)):
-            if keep is None:
-                continue
-            # The newest rows walk ids backwards and stop at the keep-th of the kind.
-            deleted += self._write(
-                f"DELETE FROM audit WHERE {kind} AND id < "
-                f"(SELECT id FROM audit WHERE {kind} ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (keep - 1,),
-            ).rowcount
+        for kind, cut in cuts:
+            deleted += self._write(f"DELETE FROM audit WHERE id < ? AND {kind}", (cut,)).rowcount
         return deleted
 
     # -- pending actions ---------------------------------------------------------------------
