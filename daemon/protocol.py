@@ -392,7 +392,7 @@ def encode(message: Message) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def decode(payload: bytes) -> Message:
+def decode(payload: bytes | memoryview) -> Message:
     """Turn one frame's payload (without its length prefix) into a message.
 
     Raises:
@@ -425,11 +425,19 @@ def decode(payload: bytes) -> Message:
 
 
 class FrameDecoder:
-    """Incremental frame splitter: feed it bytes, get whole messages back."""
+    """Incremental frame splitter: feed it bytes, get whole messages back.
+
+    ``max_frame`` may be changed between feeds (the daemon accepts only a small hello first).
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
+        self.max_frame = max_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of frames not yet complete (0 between whole frames)."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return every message now complete, in order.
@@ -440,20 +448,26 @@ class FrameDecoder:
         """
         if not self._buffer and len(data) > _HEADER.size:  # the usual case: exactly one frame
             (size,) = _HEADER.unpack_from(data)
-            if len(data) == _HEADER.size + size and size <= self._max_frame:
+            if len(data) == _HEADER.size + size and size <= self.max_frame:
                 return [decode(data[_HEADER.size :])]
         self._buffer += data
         out: list[Message] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
-            if size > self._max_frame:
-                raise FrameTooLarge(f"frame of {size} bytes is over the {self._max_frame}-byte limit")
+            if size > self.max_frame:
+                self._buffer = bytearray()  # refused from its header: nothing more is kept
+                raise FrameTooLarge(f"frame of {size} bytes is over the {self.max_frame}-byte limit")
             end = _HEADER.size + size
             if len(self._buffer) < end:
                 break
-            payload = bytes(self._buffer[_HEADER.size : end])
-            del self._buffer[:end]
-            out.append(decode(payload))
+            # Decoded from a view, not a copy: a 90 MB frame costs its buffer once, not three times.
+            with memoryview(self._buffer) as view:
+                message = decode(view[_HEADER.size : end])
+            if end == len(self._buffer):
+                self._buffer = bytearray()  # give a large buffer back rather than keep its capacity
+            else:
+                del self._buffer[:end]
+            out.append(message)
         return out
 
 

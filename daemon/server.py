@@ -9,12 +9,15 @@ audit log. Each connection is served by its own task and closed in a ``finally``
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import sqlite3
 import time
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
@@ -22,7 +25,7 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 from daemon import failpoints
 from daemon import protocol as p
 from daemon.decisions import Decisions, Judged
-from daemon.peer import Peer, peer_credentials
+from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
 from daemon.selfprotect import SelfProtection, default_places
@@ -31,9 +34,11 @@ from daemon.settings import DaemonSettings
 from daemon.store import Store
 
 log = logging.getLogger("firewalld")
+T = TypeVar("T")
 
-#: A peer must say hello this quickly.
-_HELLO_TIMEOUT = 5.0
+#: What accept() can raise that passes once connections close (out of descriptors or memory,
+#: or a peer that left the backlog): wait and accept again, serving the open connections meanwhile.
+_ACCEPT_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED})
 #: Audit rows spooled before the ingester moves them into the table without waiting for its second.
 INGEST_AFTER = 256
 #: A call bigger than this (bytes of JSON) is judged on a worker thread, off the event loop.
@@ -71,6 +76,9 @@ class Firewalld:
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
         self._judged: dict[int, Judged] = {}  # huge calls judged off the loop, by id() of their Decide
         self._uid = os.getuid()
+        self._budget = Budget(settings.max_buffered_bytes)
+        self._unauthenticated: dict[Peer, anyio.CancelScope] = {}  # oldest first
+        self._failing: set[str] = set()  # housekeeping steps whose last try failed
 
     async def serve(
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -82,11 +90,26 @@ class Firewalld:
             tg.start_soon(self._ingester, name="ingester")
             task_status.started()
             async with listener:
+                backoff = 0.0
                 while True:
                     try:
                         stream = await listener.accept()
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    except anyio.ClosedResourceError:
                         return  # closed for a stop: the caller cancels the rest
+                    except anyio.BrokenResourceError as exc:
+                        cause = exc.__cause__
+                        if not isinstance(cause, OSError) or cause.errno not in _ACCEPT_TRANSIENT:
+                            raise
+                        if not backoff:
+                            log.error(
+                                "cannot accept connections (%s); retrying while serving the open ones", cause
+                            )
+                        backoff = min(max(backoff * 2, 0.05), 1.0)
+                        await anyio.sleep(backoff)
+                        continue
+                    if backoff:
+                        backoff = 0.0
+                        log.info("accepting connections again")
                     tg.start_soon(self._connection, stream, name="connection")
 
     def reload(self) -> None:
@@ -125,6 +148,9 @@ class Firewalld:
             log.debug("console event not queued (full, or stopping): %s", event)
 
     async def _housekeeping(self) -> None:
+        """Once a second: policies, expiries, abandoned sessions, checkpoint, and hourly pruning.
+        Each step is tried on its own; one that fails (a full disk, no file descriptors left) is
+        logged once and tried again at the next tick, and never stops the daemon."""
         last_prune = 0.0
         while True:
             with anyio.move_on_after(1.0):
@@ -132,27 +158,66 @@ class Firewalld:
             forced, self._reload = self._reload.is_set(), anyio.Event()
             if forced:
                 log.info("re-reading the policy files (SIGHUP)")
-            for error in self.policies.recheck_all(force=forced):
+            for error in self._step("policies", partial(self.policies.recheck_all, force=forced)) or []:
                 await self.broadcast(p.Event("policy", error))
-            changed = bool(self.pending.expire())
-            for session_id in self.store.sessions_with_open_actions():
-                if not self.sessions.is_live(session_id):
-                    changed |= bool(self.pending.abandon_session(session_id))
-            if changed:
+            if self._step("expiry", self._expire_and_abandon):
                 await self.broadcast(p.Event("pending", "expired"))
             if self._audit_dirty:  # at most once a second, so a busy server cannot flood consoles
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
-            # A long-lived daemon serves thousands of chats: forget those long closed.
-            open_sessions = set(self.store.sessions_with_open_actions())
-            for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
-                self.pending.forget_session(session_id)
-            await anyio.to_thread.run_sync(self.store.checkpoint)
+            self._step("sessions", self._forget_old_sessions)
+            try:
+                await anyio.to_thread.run_sync(self.store.checkpoint)
+                self._step("checkpoint", bool)
+            except Exception as exc:
+                self._step_failed("checkpoint", exc)
             now = time.time()
             if now - last_prune > 3600:
-                last_prune = now
-                max_age = self.settings.audit_max_age_days * 86400
-                self.store.prune_audit(now - max_age, self.settings.audit_max_rows)
+                settings = self.settings
+                try:  # counting rows walks millions: off the loop (a read, which never blocks writes)
+                    self.store.ingest()
+                    cuts = await anyio.to_thread.run_sync(
+                        self.store.audit_cuts, settings.audit_max_rows, settings.audit_max_security_rows
+                    )
+                except Exception as exc:
+                    self._step_failed("prune", exc)
+                    continue
+                older = now - settings.audit_max_age_days * 86400
+                if self._step("prune", partial(self.store.delete_audit, older, cuts)) is not None:
+                    last_prune = now
+
+    def _expire_and_abandon(self) -> bool:
+        changed = bool(self.pending.expire())
+        for session_id in self.store.sessions_with_open_actions():
+            if not self.sessions.is_live(session_id):
+                changed |= bool(self.pending.abandon_session(session_id))
+        return changed
+
+    def _forget_old_sessions(self) -> None:
+        """A long-lived daemon serves thousands of chats: forget those long closed."""
+        open_sessions = set(self.store.sessions_with_open_actions())
+        for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
+            self.pending.forget_session(session_id)
+
+    def _step(self, name: str, run: Callable[[], T]) -> T | None:
+        """Run one housekeeping step; ``None`` (logged once until it works again) if it failed."""
+        try:
+            result = run()
+        except Exception as exc:
+            self._step_failed(name, exc)
+            return None
+        if name in self._failing:
+            self._failing.discard(name)
+            log.info("housekeeping: %s works again", name)
+        return result
+
+    def _step_failed(self, name: str, exc: Exception) -> None:
+        if name not in self._failing:
+            self._failing.add(name)
+            if isinstance(exc, sqlite3.Error | OSError):
+                log.error("housekeeping: %s failed (%s); trying again every second", name, exc)
+            else:  # a bug: worth its traceback, once
+                log.exception("housekeeping: %s failed; trying again every second", name)
 
     async def broadcast(self, event: p.Event) -> None:
         """Tell every subscribed console that something changed."""
@@ -164,20 +229,27 @@ class Firewalld:
                 self._consoles.discard(peer)
 
     async def _connection(self, stream: SocketStream) -> None:
-        peer = Peer(stream)
-        self._connections += 1
+        settings = self.settings
+        peer = Peer(
+            stream, self._budget, max_frame=settings.max_hello_bytes, frame_timeout=settings.frame_timeout
+        )
         session: Session | None = None
         console_proc = ""
+        counted = False
         try:
-            if self._connections > self.settings.max_connections:
-                await peer.send(p.Error(0, p.E_LIMIT, "firewalld is serving too many connections"))
-                return
             pid, uid = peer_credentials(stream.extra(anyio.abc.SocketAttribute.raw_socket))
             if uid != self._uid:
                 log.warning("refused a connection from uid %d", uid)
                 return
-            with anyio.fail_after(_HELLO_TIMEOUT):
-                batch = await peer.receive_batch()
+            batch = await self._hello_of(peer)
+            if batch is None:
+                return
+            peer.decoder.max_frame = p.MAX_FRAME
+            self._connections += 1
+            counted = True
+            if self._connections > settings.max_connections:
+                await peer.send(p.Error(0, p.E_LIMIT, "firewalld is serving too many connections"))
+                return
             hello, rest = batch[0], batch[1:]
             if not isinstance(hello, p.Hello):
                 raise PeerRefused("the first message must be hello")
@@ -216,7 +288,9 @@ class Firewalld:
         except Exception:  # a bug must cost one connection (its shim fails closed), not the daemon
             log.exception("internal error; dropped the connection")
         finally:
-            self._connections -= 1
+            peer.release()
+            if counted:
+                self._connections -= 1
             if console_proc:
                 self.guard.remove(console_proc)
             self._consoles.discard(peer)
@@ -228,6 +302,27 @@ class Firewalld:
                 self.store.audit("session_close", session_id=session.session_id, server=session.server)
                 await self.broadcast(p.Event("session", session.session_id))
             await stream.aclose()
+
+    async def _hello_of(self, peer: Peer) -> list[p.Message] | None:
+        """The first batch of a new connection, read within the hello deadline; ``None`` if it
+        was closed first to make room for a newer one.
+
+        Connections that have not said hello are capped: a new one past the cap closes the
+        oldest, since a real shim or console says hello as soon as it connects.
+        """
+        waiting = self._unauthenticated
+        while len(waiting) >= self.settings.max_unauthenticated:
+            oldest = next(iter(waiting))
+            waiting.pop(oldest).cancel()
+            log.debug("too many connections without a hello: closed the oldest")
+        with anyio.CancelScope() as scope:
+            waiting[peer] = scope
+            try:
+                with anyio.fail_after(self.settings.hello_timeout):
+                    return await peer.receive_batch()
+            finally:
+                waiting.pop(peer, None)
+        return None
 
     async def _welcome_shim(self, peer: Peer, hello: p.Hello) -> Session:
         session, token = self.sessions.open(hello)
