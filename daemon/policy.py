@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import operator
 import re
 from collections.abc import Callable, KeysView, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from decimal import Decimal
 
 from daemon.config import (
+    TESTS,
     Action,
     Condition,
     PathStep,
@@ -49,6 +52,8 @@ from daemon.config import (
     parse_path,
 )
 from daemon.normalize import json_equal, normalize, normalize_json, normalize_name
+from daemon.numbers import plain_digits, read_number
+from daemon.sql import sql_words
 
 __all__ = ["Policy", "Verdict", "compile_policy", "load_policy"]
 
@@ -97,13 +102,14 @@ def _norm_key(text: str) -> str:
 class _Args:
     """One call's arguments, with the key index and normalized strings built on first use."""
 
-    __slots__ = ("raw", "_index", "_texts", "_held")
+    __slots__ = ("raw", "_index", "_texts", "_held", "_words")
 
     def __init__(self, raw: object) -> None:
         self.raw = raw
         self._index: dict[str, list[object]] | None = None
         self._texts: dict[str, str] = {}
         self._held: dict[str, bool] = {}
+        self._words: dict[str, frozenset[str] | None] = {}
 
     def holds(self, cond: _Condition) -> bool:
         """``cond.holds(self)``, once per distinct condition per call: policies repeat conditions
@@ -156,6 +162,13 @@ class _Args:
             cached = self._texts[value] = normalize(value)
         return cached
 
+    def sql_words(self, value: str) -> frozenset[str] | None:
+        """:func:`~daemon.sql.sql_words` of ``value``, once per distinct string per call."""
+        if value in self._words:
+            return self._words[value]
+        words = self._words[value] = sql_words(value)
+        return words
+
 
 def _flatten(values: list[object]) -> list[object]:
     # `contains`, `regex` and scalar `equals` look inside a selected list, one level deep.
@@ -165,6 +178,14 @@ def _flatten(values: list[object]) -> list[object]:
             out.extend(value)
         out.append(value)
     return out
+
+
+_COMPARE: dict[str, Callable[[Decimal, Decimal], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +201,17 @@ class _Condition:
     contains: str | None
     regex: re.Pattern[str] | None
     exists: bool | None
+    sql: frozenset[str] | None
+    compare: tuple[Callable[[Decimal, Decimal], bool], Decimal] | None
 
     @classmethod
     def compile(cls, cond: Condition, label: str) -> _Condition:
         where = f"key {cond.key!r}" if cond.key is not None else f"path {cond.path!r}"
-        test = next(n for n in ("equals", "contains", "regex", "exists") if n in cond.model_fields_set)
+        test = next(n for n in TESTS if n in cond.model_fields_set)
+        bound = getattr(cond, test)
         return cls(
-            label=f"{label} ({where} {test} {getattr(cond, test)!r})",
-            test=f"{where} {test} {json.dumps(getattr(cond, test), sort_keys=True)}",
+            label=f"{label} ({where} {test} {bound!r})",
+            test=f"{where} {test} {json.dumps(bound, sort_keys=True)}",
             key=normalize(cond.key) if cond.key is not None else None,
             path=parse_path(cond.path) if cond.path is not None else None,
             has_equals=test == "equals",
@@ -195,6 +219,8 @@ class _Condition:
             contains=normalize(cond.contains) if cond.contains is not None else None,
             regex=compile_regex(cond.regex) if cond.regex is not None else None,
             exists=cond.exists,
+            sql=frozenset(map(normalize, cond.sql_keywords)) if cond.sql_keywords is not None else None,
+            compare=(_COMPARE[test], Decimal(repr(bound))) if test in _COMPARE else None,
         )
 
     def holds(self, args: _Args) -> bool:
@@ -204,37 +230,36 @@ class _Condition:
         if self.has_equals:
             candidates = values if isinstance(self.equals, list) else _flatten(values)
             return any(json_equal(v, self.equals) for v in candidates)
-        for value in _flatten(values):
-            if isinstance(value, str):
-                text = args.text(value)
-            elif self.regex is not None and isinstance(value, int | float) and not isinstance(value, bool):
-                text = _decimal(value)  # "^\d{5,}" means 10000 and up, however the number is spelt
-            else:
-                continue
-            if self.contains is not None and self.contains in text:
+        return any(self._passes(value, args) for value in _flatten(values))
+
+    def _passes(self, value: object, args: _Args) -> bool:
+        """Whether one selected value passes the test (``equals`` and ``exists`` aside)."""
+        text = args.text(value) if isinstance(value, str) else None
+        if self.compare is not None:
+            compare, bound = self.compare
+            number = read_number(value, text)
+            return number is not None and not number.is_nan() and compare(number, bound)
+        if text is None:
+            # "^\d{5,}" means 10000 and up, however the number is spelt (1e16 included).
+            number = read_number(value) if self.regex is not None else None
+            return (
+                number is not None
+                and self.regex is not None
+                and bool(self.regex.search(plain_digits(number)))
+            )
+        assert isinstance(value, str)
+        if self.sql is not None:
+            words = args.sql_words(value)
+            return words is None or not self.sql.isdisjoint(words)
+        if self.contains is not None:
+            return self.contains in text
+        if self.regex is not None:
+            if self.regex.search(text):
                 return True
-            if self.regex is not None and self.regex.search(text):
-                return True
+            # A string that a lax server would run as a number is matched as that number too.
+            number = read_number(value, text)
+            return number is not None and bool(self.regex.search(plain_digits(number)))
         return False
-
-
-def _decimal(number: int | float) -> str:
-    """A number as plain decimal digits, never in exponent form: 1e16 and 1E16 read as 10000000000000000.
-
-    (Matching ``repr`` would let ``{"amount": 1e16}`` past a rule written as ``^\\d{6,}``.)
-    """
-    if isinstance(number, float):
-        if number != number or number in (float("inf"), float("-inf")):
-            return repr(number)
-        if number.is_integer():
-            return str(int(number))
-        text = repr(number)
-        if "e" in text or "E" in text:
-            from decimal import Decimal
-
-            text = format(Decimal(text), "f")
-        return text
-    return str(number)
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ def test_unknown_key_is_refused_with_a_hint(tmp_path: Path) -> None:
         (
             {"global": {"rules": [{"args": [{"key": "a"}], "action": "deny"}]}},
             "global.rules[0].args[0]",
-            "needs exactly one of equals, contains, regex, exists (got none)",
+            "needs exactly one of equals, contains, regex, exists, sql_keywords, gt, gte, lt, lte (got none)",
         ),
         (
             {"global": {"rules": [{"args": [{"key": "a", "contains": "x", "equals": 1}], "action": "deny"}]}},
