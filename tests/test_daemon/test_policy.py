@@ -153,6 +153,23 @@ def test_evasive_tool_names_still_need_approval(tmp_path: Path, tool: str) -> No
     assert (verdict.action, verdict.rule) == ("approve", "global.block_keywords 'delete'")
 
 
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "get_and_d\u00e9lete_user",  # accented
+        "get_and_de\u0301lete_user",  # a combining accent
+        "get_and_\u0111elete_user",  # d with stroke
+        "read_and_dr\u00f8p",
+        "list_then_r\u00e9move",
+    ],
+)
+def test_accented_keywords_behind_an_allow_prefix_need_approval(tmp_path: Path, tool: str) -> None:
+    """An accent on a blocked keyword does not turn a read-prefixed name into an allowed one."""
+    verdict = seed(tmp_path).decide(tool, {})
+    assert verdict.action == "approve"
+    assert verdict.rule.startswith("global.block_keywords")
+
+
 def test_evasive_names_hit_exact_rules_and_visible_in_reason() -> None:
     """An exact-name rule matches every spelling, and the reason shows invisible characters."""
     p = rules({"tool": "drop_database", "action": "deny"})
