@@ -25,7 +25,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["json_equal", "normalize", "normalize_json", "normalize_name"]
+__all__ = ["json_equal", "name_words", "normalize", "normalize_json", "normalize_name"]
 
 # Hard-coded rather than derived from ``unicodedata`` at import: scanning all 1.1 million code
 # points costs a noticeable fraction of a second of start-up. The test suite checks this class
@@ -168,6 +168,42 @@ def normalize(text: str) -> str:
 #: :func:`normalize` with a cache, for tool names and argument keys: a session calls the same few
 #: tools again and again. Not for argument values, which can be megabytes and rarely repeat.
 normalize_name = lru_cache(maxsize=4096)(normalize)
+
+
+def _camel_cut(text: str) -> str:
+    """``text`` with ``_`` at each camelCase boundary: ``getFileInfo`` -> ``get_File_Info``,
+    ``HTTPGet`` -> ``HTTP_Get``, ``v2Api`` -> ``v2_Api``."""
+    out: list[str] = []
+    last = len(text) - 1
+    for i, char in enumerate(text):
+        if i and char.isupper():
+            before = text[i - 1]
+            if (
+                before.islower()
+                or before.isdigit()
+                or (before.isupper() and i < last and text[i + 1].islower())
+            ):
+                out.append("_")
+        out.append(char)
+    return "".join(out)
+
+
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+@lru_cache(maxsize=4096)
+def name_words(name: str) -> str:
+    """A tool name as its words joined by ``_``, in :func:`normalize` form.
+
+    Words are cut at every run of characters that are not letters or digits (``_ - . / :``,
+    spaces) and at camelCase boundaries, which are found before case folding. So ``get-sum``,
+    ``getSum``, ``get.sum``, ``Get_Sum`` and ``GET__SUM`` all read ``get_sum``: the one spelling
+    that allow prefixes such as ``get_`` and block keywords are compared with.
+    """
+    if not name.isascii():
+        name = _INVISIBLE.sub("", unicodedata.normalize("NFKC", name))
+    words = _SEPARATORS.split(normalize(_camel_cut(name)))
+    return "_".join(word for word in words if word)
 
 
 def normalize_json(value: object) -> object:

@@ -514,16 +514,16 @@ def test_a_condition_shared_by_rules_is_tested_once_and_never_confused_with_a_ne
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Identical conditions under several rules give one answer per call; near twins stay apart."""
-    from daemon import policy as policy_module
+    from daemon import conditions as policy_module
 
     tested: list[str] = []
-    real = policy_module._Condition.holds
+    real = policy_module.Condition.holds
 
     def counting(cond: Any, args: Any) -> bool:
         tested.append(cond.test)
         return real(cond, args)
 
-    monkeypatch.setattr(policy_module._Condition, "holds", counting)
+    monkeypatch.setattr(policy_module.Condition, "holds", counting)
     pol = rules(
         {"tool": "pay", "args": [{"key": "amount", "equals": "1"}], "action": "deny"},
         {"tool": "pay", "args": [{"key": "amount", "regex": "^9"}], "action": "deny"},
