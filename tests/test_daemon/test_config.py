@@ -306,11 +306,13 @@ def test_unreadable_and_non_utf8_files_are_errors(tmp_path: Path) -> None:
 
 
 def test_bundled_default_loads() -> None:
-    """The bundled default is the seed's lists with three attempts and block by default."""
+    """The bundled default extends the seed's lists, with three attempts and block by default."""
     cfg = load_config(None)
+    seed = json.loads(SEED_CONFIG)["global"]
     assert cfg.global_.otp_attempt_count == 3
     assert cfg.global_.default_action == "approve"
-    assert cfg.global_.block_keywords == json.loads(SEED_CONFIG)["global"]["block_keywords"]
+    assert cfg.global_.block_keywords[: len(seed["block_keywords"])] == seed["block_keywords"]
+    assert set(seed["allow_prefixes"]) <= set(cfg.global_.allow_prefixes)
     assert set(cfg.servers) == {"stripe", "database"}
     assert all(rule.action != "allow" for rule in cfg.global_.rules)  # rules only add caution
     assert DEFAULT_CONFIG.name == "default_config.json"
