@@ -9,10 +9,10 @@ human reads the same but a naive ``in`` does not: ``DELETE``, fullwidth ``ｄｅ
 2. Removal of invisible characters: every code point of general category ``Cf`` and the other
    default-ignorable code points (Hangul fillers, variation selectors, tag characters...).
 3. ``str.casefold()``.
-4. A small confusables fold that maps common Cyrillic, Greek, Armenian and Latin look-alikes to
-   the ASCII letter they imitate (``đ``, ``ł`` and ``ø`` among them).
-5. Removal of accents: NFKD, then every combining mark (category ``Mn``) goes, so ``délete``,
+4. Removal of accents: NFKD, then every combining mark (category ``Mn``) goes, so ``délete``,
    ``dęlete`` and ``d<COMBINING ACUTE>elete`` read ``delete``.
+5. A small confusables fold that maps common Cyrillic, Greek, Armenian and Latin look-alikes to
+   the ASCII letter they imitate (``đ``, ``ł`` and ``ø`` among them).
 6. NFKC again, since steps 2 to 5 can leave sequences that NFKC would compose.
 
 Pure-ASCII text, by far the common case, only needs ``str.lower()``: NFKC leaves ASCII alone,
@@ -160,9 +160,9 @@ def normalize(text: str) -> str:
         return text.lower()
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    text = text.casefold().translate(_CONFUSABLES)
-    text = _marks().sub("", unicodedata.normalize("NFKD", text))
-    return unicodedata.normalize("NFKC", text)
+    # Accents go before the look-alike fold, so a Greek alpha with a breathing mark folds too.
+    text = _marks().sub("", unicodedata.normalize("NFKD", text.casefold()))
+    return unicodedata.normalize("NFKC", text.translate(_CONFUSABLES))
 
 
 #: :func:`normalize` with a cache, for tool names and argument keys: a session calls the same few

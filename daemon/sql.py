@@ -38,7 +38,7 @@ __all__ = ["DIALECTS", "MAX_SQL", "Dialect", "sql_words"]
 
 #: Texts longer than this are not lexed: :func:`sql_words` returns ``None`` and the caller
 #: treats the text as containing every keyword (a human looks at it).
-MAX_SQL = 1 << 20
+MAX_SQL = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from daemon.normalize import json_equal, normalize, normalize_json, normalize_na
         ("DR\u00d8P", "drop"),  # O with stroke
         ("r\u00e9fund", "refund"),
         ("TR\u00c0NSFER", "transfer"),
+        ("\u1f00", "a"),  # Greek alpha with psili: the accent goes, then the look-alike fold
     ],
 )
 def test_evasive_spellings_fold_to_the_keyword(spelling: str, expected: str) -> None:

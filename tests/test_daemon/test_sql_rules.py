@@ -162,3 +162,11 @@ def test_what_every_reading_agrees_is_not_code(sql: str, hidden: str) -> None:
     words = sql_words(sql)
     assert words is not None
     assert "select" in words and hidden not in words
+
+
+@pytest.mark.parametrize("words", [["drop table"], [""], ["drop;"]])
+def test_keywords_must_be_single_words(words: list[str]) -> None:
+    """A phrase, an empty entry or punctuation could never be a statement word: refused at load."""
+    rule = {"args": [{"key": "q", "sql_keywords": words}], "action": "deny"}
+    with pytest.raises(ValueError, match="single words"):
+        PolicyFile.model_validate({"global": {"rules": [rule]}})
