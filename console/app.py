@@ -51,6 +51,7 @@ class FirewallConsole(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "MCP Action Firewall"
     BINDINGS = [
+        Binding("a", "approve", "Approve"),
         Binding("d", "deny", "Deny"),
         Binding("D", "deny_all", "Deny all"),
         Binding("f", "fetch_arguments", "Full arguments"),
@@ -117,6 +118,15 @@ class FirewallConsole(App[None]):
                 attempt += 1
                 self.post_message(Disconnected(f"unexpected error: {exc!r}", 5.0, attempt))
                 stop.wait(5.0)
+
+    @work(thread=True, group="deny", name="approve")
+    def _approve(self, action_id: str) -> None:
+        try:
+            self.post_message(DenyFinished(action_id, True, self.backend.approve(action_id), "approve"))
+        except (ConsoleError, OSError) as exc:
+            self.post_message(DenyFinished(action_id, False, str(exc), "approve"))
+        except Exception as exc:  # reported on screen, never as a traceback
+            self.post_message(DenyFinished(action_id, False, f"unexpected error: {exc!r}", "approve"))
 
     @work(thread=True, group="deny", name="deny")
     def _deny(self, action_ids: tuple[str, ...]) -> None:
@@ -231,11 +241,12 @@ class FirewallConsole(App[None]):
         if self._shutting_down:
             return
         if message.ok:
-            self.notify(visible(message.detail), title="Denied", markup=False)
+            title = "Approved" if message.verb == "approve" else "Denied"
+            self.notify(visible(message.detail), title=title, markup=False)
         else:
             self.notify(
                 visible(message.detail),
-                title=visible(f"Could not deny {message.action_id}"),
+                title=visible(f"Could not {message.verb} {message.action_id}"),
                 severity="error",
                 markup=False,
             )
@@ -316,7 +327,7 @@ class FirewallConsole(App[None]):
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
                 return False
             return selected is not None and selected.arguments_cut  # shown only when it helps
-        if action in ("deny", "deny_all"):
+        if action in ("approve", "deny", "deny_all"):
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
                 return False
             if self.state is None or not self.state.actions:
@@ -328,6 +339,15 @@ class FirewallConsole(App[None]):
         self.query_one(TabbedContent).active = tab
         target = {"pending": "#pending-list", "sessions": "#sessions-table", "history": "#history-table"}[tab]
         self.query_one(target).focus()
+
+    def action_approve(self) -> None:
+        """Approve the selected action, if its chat still holds the call open (the daemon says
+        so otherwise: then the code is the way)."""
+        action = self.query_one(ActionList).selected
+        if action is None:
+            self.notify("No action is selected.", severity="warning")
+            return
+        self._approve(action.action_id)
 
     def action_deny(self) -> None:
         """Deny the selected action."""

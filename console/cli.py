@@ -13,7 +13,8 @@ from console.model import pretty_arguments, visible
 
 DESCRIPTION = """\
 See what the MCP Action Firewall has paused, with the exact arguments and the approval code.
-To approve an action, type its code into the chat with the agent; to refuse it, deny it here.
+To approve an action, type its code into the chat with the agent (or approve it here while its chat
+holds the call open); to refuse it, deny it here.
 Without a command, opens the interactive console.
 """
 
@@ -32,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     pending = sub.add_parser("pending", help="list sessions and pending actions with their codes")
     pending.add_argument("--json", action="store_true", help="machine-readable output")
+    approve = sub.add_parser(
+        "approve",
+        help="approve a held action: it runs now and its chat gets the real result",
+        description="Approve a paused action that its chat still holds open (the shim holds a paused "
+        "call for --hold seconds while a console is open). It runs at once, and the agent's original "
+        "call gets the real result. Once the hold is over, approve by typing the code into the chat.",
+        epilog="example: firewall-console approve A-1F2E3D4C",
+    )
+    approve.add_argument("action_id", metavar="ID", help="the action id, e.g. A-1F2E3D4C")
     deny = sub.add_parser("deny", help="deny a pending action (the agent's confirm will then fail)")
     deny.add_argument("action_id", metavar="ID", nargs="+", help="action id(s), e.g. A-1F2E3D4C")
     show = sub.add_parser("show", help="show one pending action's full arguments (listings cut big ones)")
@@ -59,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print_pending(client.pending(), as_json=args.json)
             elif args.command == "show":
                 _print_arguments(client, args.action_id, as_json=args.json)
+            elif args.command == "approve":
+                emit(client.approve(args.action_id))
             elif args.command == "deny":
                 for action_id in args.action_id:
                     emit(client.deny(action_id))
@@ -169,9 +181,12 @@ def _print_arguments(client: ConsoleClient, action_id: str, *, as_json: bool) ->
 
 
 def _print_log(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    """The audit log, newest first, escaped like :func:`_print_pending`."""
     if as_json:
         _emit_json(rows)
         return
+    if not rows:
+        emit("No audit rows match.", file=sys.stderr)
     for r in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         what = " ".join(str(x) for x in (r["tool"], r["action_id"], r["decision"], r["rule"]) if x)

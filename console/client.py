@@ -163,6 +163,10 @@ class ConsoleClient:
             raise ConsoleError(f"the arguments of {action_id} do not match their size and SHA-256")
         return FullArguments(action_id, bytes(data).decode(), len(data), digest)
 
+    def approve(self, action_id: str) -> str:
+        """Approve a held action (its chat gets the real result); returns the daemon's message."""
+        return self._call(lambda rid: p.ApproveAction(rid, action_id), p.Ack).message
+
     def deny(self, action_id: str) -> str:
         """Deny a pending action; returns the daemon's confirmation."""
         return self._call(lambda rid: p.DenyAction(rid, action_id), p.Ack).message

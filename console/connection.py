@@ -53,6 +53,14 @@ class Backend(Protocol):
         """Ask :meth:`watch` to re-read the state, or to retry a connection, now."""
         ...
 
+    def approve(self, action_id: str) -> str:
+        """Approve one held action (its chat gets the real result); returns the daemon's message.
+
+        Raises:
+            ConsoleError: the daemon refused (the call is not held any more), or could not be reached.
+        """
+        ...
+
     def deny(self, action_id: str) -> str:
         """Deny one pending action; returns the daemon's confirmation.
 
@@ -145,6 +153,11 @@ class DaemonBackend:
                 break
             stop.wait(min(0.05, left))
         self._wake.clear()
+
+    def approve(self, action_id: str) -> str:
+        """Approve one held action; returns the daemon's message."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return client.approve(action_id)
 
     def deny(self, action_id: str) -> str:
         """Deny one pending action; returns the daemon's confirmation."""

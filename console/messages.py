@@ -86,8 +86,10 @@ class ArgumentsLoaded(Message):
 class DenyFinished(Message):
     """A deny request ended: ``ok`` with the daemon's confirmation, or the reason it failed."""
 
-    def __init__(self, action_id: str, ok: bool, detail: str) -> None:
+    def __init__(self, action_id: str, ok: bool, detail: str, verb: str = "deny") -> None:
         super().__init__()
         self.action_id = action_id
         self.ok = ok
         self.detail = detail
+        self.verb = verb
+        """``deny`` or ``approve``: which request it was."""

@@ -142,6 +142,8 @@ class Action:
     #: Size in bytes (UTF-8 JSON) and SHA-256 (hex) of the full arguments.
     arguments_bytes: int = 0
     arguments_sha256: str = ""
+    held_until: float = 0.0
+    """Until when its chat holds the call open, so that it can be approved here (0: it does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,7 @@ def action_from_wire(raw: Mapping[str, Any]) -> Action:
         arguments_cut=raw.get("arguments_cut") is True,
         arguments_bytes=_int(raw, "arguments_bytes"),
         arguments_sha256=_str(raw, "arguments_sha256"),
+        held_until=_float(raw, "held_until"),
     )
 
 

@@ -129,9 +129,10 @@ class ActionDetail(Vertical):
             return
         self.display = True
         self.query_one("#code-digits", Digits).update(visible(action.code))
-        self.query_one("#code-prompt", Static).update(
-            Content.assemble("Type this code into your chat to approve ", (visible(action.tool), "bold"))
-        )
+        prompt = Content.assemble("Type this code into your chat to approve ", (visible(action.tool), "bold"))
+        if action.held_until > now:
+            prompt = Content.assemble(prompt, " (or press ", ("a", "bold"), " now: its chat is waiting)")
+        self.query_one("#code-prompt", Static).update(prompt)
         self.query_one("#code-rule", Static).update(
             Content.assemble(
                 ("Paused by ", "$text-muted"),

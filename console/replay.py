@@ -36,6 +36,7 @@ class ReplayBackend:
         #: The full arguments of actions whose listing is cut, by action id.
         self.full_arguments = full_arguments or {}
         self.denied: list[str] = []
+        self.approved: list[str] = []
         self._socket_path = socket_path
         self._post: Post | None = None
         self._lock = threading.Lock()
@@ -58,6 +59,18 @@ class ReplayBackend:
         """Post the state again."""
         if self._post is not None and self.unreachable is None:
             self._post(PendingChanged(self.state, frozenset({"refresh"})))
+
+    def approve(self, action_id: str) -> str:
+        """Drop the action from the state, as the daemon would once its chat runs it."""
+        with self._lock:
+            action = self.state.action(action_id)
+            if action is None or self.unreachable is not None:
+                raise ConsoleError(f"no pending action {action_id}")
+            self.approved.append(action_id)
+            self.state = replace(self.state, actions=tuple(a for a in self.state.actions if a is not action))
+        if self._post is not None:
+            self._post(PendingChanged(self.state, frozenset({"pending"})))
+        return f"approved {action_id} ({action.tool}); it runs now in its chat"
 
     def deny(self, action_id: str) -> str:
         """Drop the action from the state, as the daemon would."""

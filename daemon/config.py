@@ -128,6 +128,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
 
 
+#: The tests a condition can make; it makes exactly one.
+TESTS = ("equals", "contains", "regex", "exists", "sql_keywords", "gt", "gte", "lt", "lte")
+
+
 class Condition(_Model):
     """A test on the call's arguments: select values by ``key`` or ``path``, then test them.
 
@@ -147,6 +151,33 @@ class Condition(_Model):
     """A regex searched (case-insensitively) in selected strings and numbers, and list elements."""
     exists: bool | None = None
     """``true``: holds if the key or path selects anything; ``false``: if it selects nothing."""
+    sql_keywords: list[str] | None = Field(None, min_length=1)
+    """SQL keywords (single words); holds if a selected string, read as SQL, has one of them as a
+    statement word: outside string literals, quoted names and comments, under every common
+    dialect's reading (see :mod:`daemon.sql`)."""
+    gt: int | float | None = None
+    """A number; holds if a selected number, or a string that reads as one, is greater."""
+    gte: int | float | None = None
+    """A number; holds if a selected number, or a string that reads as one, is greater or equal."""
+    lt: int | float | None = None
+    """A number; holds if a selected number, or a string that reads as one, is less."""
+    lte: int | float | None = None
+    """A number; holds if a selected number, or a string that reads as one, is less or equal."""
+
+    @field_validator("sql_keywords")
+    @classmethod
+    def _one_word_each(cls, words: list[str] | None) -> list[str] | None:
+        for word in words or ():
+            if not re.fullmatch(r"\w+", normalize(word)):
+                raise ValueError(f"entries must be single words (got {word!r})")
+        return words
+
+    @field_validator("gt", "gte", "lt", "lte")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and (value != value or value in (float("inf"), float("-inf"))):
+            raise ValueError("must be a finite number")
+        return value
 
     @field_validator("key", "path", "contains", "regex")
     @classmethod
@@ -167,9 +198,9 @@ class Condition(_Model):
         if len(selectors) != 1:
             raise ValueError(f"needs exactly one of key, path (got {_names(selectors)})")
         # `equals` may legitimately be null, so presence is "was the key written", not "not None".
-        tests = [n for n in ("equals", "contains", "regex", "exists") if n in self.model_fields_set]
+        tests = [n for n in TESTS if n in self.model_fields_set]
         if len(tests) != 1:
-            raise ValueError(f"needs exactly one of equals, contains, regex, exists (got {_names(tests)})")
+            raise ValueError(f"needs exactly one of {', '.join(TESTS)} (got {_names(tests)})")
         if tests[0] != "equals" and getattr(self, tests[0]) is None:
             raise ValueError(f"{tests[0]} must not be null")
         return self

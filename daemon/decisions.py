@@ -12,11 +12,14 @@ import logging
 import os
 import time
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from daemon import protocol as p
 from daemon.pending import PendingActions
 from daemon.policies import PolicyCache
 from daemon.policy import Policy
+from daemon.policy import Verdict as PolicyVerdict
 from daemon.selfprotect import SelfProtection
 from daemon.sessions import Session
 from daemon.settings import DaemonSettings
@@ -26,6 +29,19 @@ log = logging.getLogger("firewalld")
 
 #: The rule name of the built-in self-protection, in verdicts and the audit log.
 SELF_PROTECTION = "builtin.self_protection"
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What :meth:`Decisions.prepare` found: nothing recorded yet."""
+
+    tool: str | None
+    """The tool name, or None if the call could not be read."""
+    refusal: str | None
+    """Why the built-in self-protection denies it, or None."""
+    verdict: tuple[Policy, PolicyVerdict] | None
+    """The policy and its verdict (None if refused, unreadable, or the policy failed to load)."""
+    policy_error: str | None
 
 
 class Decisions:
@@ -46,8 +62,8 @@ class Decisions:
         self.guard = guard
         self._bases: dict[str, tuple[str, ...]] = {}  # session -> directories on its server's command line
 
-    def _self_protection(self, session: Session, arguments: object) -> str | None:
-        """Why the built-in rule denies a call (see :mod:`daemon.selfprotect`), or None."""
+    def _bases_of(self, session: Session) -> tuple[str, ...]:
+        """The directories on the session's server command line (a filesystem server's roots)."""
         bases = self._bases.get(session.session_id)
         if bases is None:
             if len(self._bases) > 10_000:
@@ -55,28 +71,54 @@ class Decisions:
             bases = self._bases[session.session_id] = tuple(
                 a for a in session.target if os.path.isabs(a) and os.path.isdir(a)
             )
+        return bases
+
+    def _self_protection(self, session: Session, arguments: object) -> str | None:
+        """Why the built-in rule denies a call (see :mod:`daemon.selfprotect`), or None."""
         files = (session.config_path,) if session.config_path else ()
-        hit = self.guard.check(arguments, session.cwd, bases, files)
+        hit = self.guard.check(arguments, session.cwd, self._bases_of(session), files)
         return hit.reason() if hit is not None else None
 
-    def decide(self, session: Session, msg: p.Decide) -> p.Verdict:
-        """Judge one call, record the decision, and pause it if it needs approval."""
-        try:
-            params = json.loads(msg.params.decode())  # str: json skips guessing the encoding
-            tool = params["name"]
-            arguments = params.get("arguments")
-            if not isinstance(tool, str):
-                raise TypeError("name")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return p.Verdict(msg.rid, p.DENY, "The call could not be read.", "malformed")
-        refusal = self._self_protection(session, arguments)
-        if refusal is not None:
-            return self._refuse(session, msg.rid, tool, refusal, SELF_PROTECTION)
+    def prepare(self, session: Session, msg: p.Decide) -> Callable[[], Judged]:
+        """The pure part of :meth:`decide` (parse, self-protection, policy), as a function that
+        touches nothing the event loop changes, so a huge call can be judged on a worker thread
+        while every other session is served. Its result is handed to :meth:`decide`."""
         policy, error = self.policies.get(session.config_path, session.server)
-        if policy is None:
-            reason = f"The firewall policy could not be loaded: {error}"
-            return self._refuse(session, msg.rid, tool, reason, "policy-error")
-        verdict = policy.decide(tool, arguments, session.tools.get(tool))
+        tools = dict(session.tools)
+        cwd, bases = session.cwd, self._bases_of(session)
+        files = (session.config_path,) if session.config_path else ()
+
+        def judge() -> Judged:
+            try:
+                params = json.loads(msg.params.decode())  # str: json skips guessing the encoding
+                tool = params["name"]
+                arguments = params.get("arguments")
+                if not isinstance(tool, str):
+                    raise TypeError("name")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return Judged(None, None, None, None)
+            hit = self.guard.check(arguments, cwd, bases, files)
+            if hit is not None:
+                return Judged(tool, hit.reason(), None, None)
+            if policy is None:
+                return Judged(tool, None, None, f"The firewall policy could not be loaded: {error}")
+            return Judged(tool, None, (policy, policy.decide(tool, arguments, tools.get(tool))), None)
+
+        return judge
+
+    def decide(self, session: Session, msg: p.Decide, judged: Judged | None = None) -> p.Verdict:
+        """Judge one call (or take the judgement :meth:`prepare` made), record the decision, and
+        pause it if it needs approval."""
+        if judged is None:
+            judged = self.prepare(session, msg)()
+        tool = judged.tool
+        if tool is None:
+            return p.Verdict(msg.rid, p.DENY, "The call could not be read.", "malformed")
+        if judged.refusal is not None:
+            return self._refuse(session, msg.rid, tool, judged.refusal, SELF_PROTECTION)
+        if judged.verdict is None:
+            return self._refuse(session, msg.rid, tool, judged.policy_error or "", "policy-error")
+        policy, verdict = judged.verdict
         if verdict.action == p.APPROVE:
             return self._pause(session, msg.rid, msg.params, tool, verdict.rule, verdict.reason, policy)
         detail = msg.params[:1000].decode("utf-8", "replace")

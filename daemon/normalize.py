@@ -9,9 +9,11 @@ human reads the same but a naive ``in`` does not: ``DELETE``, fullwidth ``ｄｅ
 2. Removal of invisible characters: every code point of general category ``Cf`` and the other
    default-ignorable code points (Hangul fillers, variation selectors, tag characters...).
 3. ``str.casefold()``.
-4. A small confusables fold that maps common Cyrillic, Greek, Armenian and Latin look-alikes to
-   the ASCII letter they imitate.
-5. NFKC again, since steps 2 to 4 can leave sequences that NFKC would compose.
+4. Removal of accents: NFKD, then every combining mark (category ``Mn``) goes, so ``délete``,
+   ``dęlete`` and ``d<COMBINING ACUTE>elete`` read ``delete``.
+5. A small confusables fold that maps common Cyrillic, Greek, Armenian and Latin look-alikes to
+   the ASCII letter they imitate (``đ``, ``ł`` and ``ø`` among them).
+6. NFKC again, since steps 2 to 5 can leave sequences that NFKC would compose.
 
 Pure-ASCII text, by far the common case, only needs ``str.lower()``: NFKC leaves ASCII alone,
 ASCII holds no invisible or confusable characters, and ``casefold`` equals ``lower`` on it.
@@ -23,7 +25,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["json_equal", "normalize", "normalize_json", "normalize_name"]
+__all__ = ["json_equal", "name_words", "normalize", "normalize_json", "normalize_name"]
 
 # Hard-coded rather than derived from ``unicodedata`` at import: scanning all 1.1 million code
 # points costs a noticeable fraction of a second of start-up. The test suite checks this class
@@ -109,8 +111,39 @@ _CONFUSABLES = str.maketrans(
         "ɡ": "g",
         "ɩ": "i",
         "ʏ": "y",
+        # Latin letters with a stroke or hook, which have no decomposition to strip
+        "đ": "d",
+        "ð": "d",
+        "ɗ": "d",
+        "ƀ": "b",
+        "ɓ": "b",
+        "ħ": "h",
+        "ɨ": "i",
+        "ł": "l",
+        "ƚ": "l",
+        "ø": "o",
+        "ŧ": "t",
+        "ƶ": "z",
     }
 )
+
+
+@lru_cache(maxsize=1)
+def _marks() -> re.Pattern[str]:
+    """Combining marks (category ``Mn``), built on the first non-ASCII text (about 20 ms).
+
+    Every ``Mn`` code point lies below U+20000 except the variation selectors supplement, which
+    ``_INVISIBLE`` removes already; the tests check both against the running interpreter.
+    """
+    ranges: list[str] = []
+    start = -1
+    for code in range(0x20001):
+        if code < 0x20000 and unicodedata.category(chr(code)) == "Mn":
+            start = code if start < 0 else start
+        elif start >= 0:
+            ranges.append(f"{chr(start)}-{chr(code - 1)}")
+            start = -1
+    return re.compile("[" + "".join(ranges) + "]+")
 
 
 def normalize(text: str) -> str:
@@ -127,13 +160,50 @@ def normalize(text: str) -> str:
         return text.lower()
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    text = text.casefold().translate(_CONFUSABLES)
-    return unicodedata.normalize("NFKC", text)
+    # Accents go before the look-alike fold, so a Greek alpha with a breathing mark folds too.
+    text = _marks().sub("", unicodedata.normalize("NFKD", text.casefold()))
+    return unicodedata.normalize("NFKC", text.translate(_CONFUSABLES))
 
 
 #: :func:`normalize` with a cache, for tool names and argument keys: a session calls the same few
 #: tools again and again. Not for argument values, which can be megabytes and rarely repeat.
 normalize_name = lru_cache(maxsize=4096)(normalize)
+
+
+def _camel_cut(text: str) -> str:
+    """``text`` with ``_`` at each camelCase boundary: ``getFileInfo`` -> ``get_File_Info``,
+    ``HTTPGet`` -> ``HTTP_Get``, ``v2Api`` -> ``v2_Api``."""
+    out: list[str] = []
+    last = len(text) - 1
+    for i, char in enumerate(text):
+        if i and char.isupper():
+            before = text[i - 1]
+            if (
+                before.islower()
+                or before.isdigit()
+                or (before.isupper() and i < last and text[i + 1].islower())
+            ):
+                out.append("_")
+        out.append(char)
+    return "".join(out)
+
+
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+@lru_cache(maxsize=4096)
+def name_words(name: str) -> str:
+    """A tool name as its words joined by ``_``, in :func:`normalize` form.
+
+    Words are cut at every run of characters that are not letters or digits (``_ - . / :``,
+    spaces) and at camelCase boundaries, which are found before case folding. So ``get-sum``,
+    ``getSum``, ``get.sum``, ``Get_Sum`` and ``GET__SUM`` all read ``get_sum``: the one spelling
+    that allow prefixes such as ``get_`` and block keywords are compared with.
+    """
+    if not name.isascii():
+        name = _INVISIBLE.sub("", unicodedata.normalize("NFKC", name))
+    words = _SEPARATORS.split(normalize(_camel_cut(name)))
+    return "_".join(word for word in words if word)
 
 
 def normalize_json(value: object) -> object:

@@ -17,8 +17,9 @@ import asyncio
 import socket
 import struct
 import sys
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -48,15 +49,79 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int]:
     return 0, int(uid)
 
 
-class Peer:
-    """A framed connection: batches of messages in, whole frames out, one writer at a time."""
+class Budget:
+    """Bytes of unfinished frames that all connections together may hold."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
+class FrameStalled(p.ProtocolError):
+    """Raised when a frame does not complete within its deadline."""
+
+
+class OverBudget(p.ProtocolError):
+    """Raised when a connection's unfinished frame would take more than the shared budget."""
+
+
+class Peer:
+    """A framed connection: batches of messages in, whole frames out, one writer at a time.
+
+    Args:
+        stream: The accepted connection.
+        budget: Shared by every connection: what their unfinished frames may hold together.
+        max_frame: Largest frame accepted (raise :attr:`decoder`'s ``max_frame`` after hello).
+        frame_timeout: Seconds a frame may take from its first byte to its last.
+    """
+
+    def __init__(
+        self,
+        stream: SocketStream,
+        budget: Budget | None = None,
+        *,
+        max_frame: int = p.MAX_FRAME,
+        frame_timeout: float = 15.0,
+    ) -> None:
         self.stream = stream
         self._raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        self._decoder = p.FrameDecoder()
+        self.decoder = p.FrameDecoder(max_frame)
+        self._budget = budget if budget is not None else Budget(1 << 62)
+        self._held = 0  # of the budget
+        self._frame_timeout = frame_timeout
+        self._frame_deadline = 0.0  # monotonic; set while a frame is unfinished
         self._lock = anyio.Lock()
         self._outbox: deque[memoryview] = deque()  # answers serve() could not send at once
+
+    def _feed(self, data: bytes) -> list[p.Message]:
+        """Decode what arrived, and account for what an unfinished frame now holds.
+
+        Raises:
+            OverBudget: the unfinished frame would take more than the shared budget.
+            daemon.protocol.ProtocolError: the peer broke the framing.
+        """
+        messages = self.decoder.feed(data)
+        buffered = self.decoder.buffered
+        if buffered != self._held:
+            self._budget.held += buffered - self._held
+            self._held = buffered
+            if buffered and self._budget.held > self._budget.limit:
+                raise OverBudget(
+                    f"unfinished frames of all connections would hold over {self._budget.limit} bytes"
+                )
+        if not buffered:
+            self._frame_deadline = 0.0
+        elif messages or not self._frame_deadline:  # a new frame began
+            self._frame_deadline = time.monotonic() + self._frame_timeout
+        return messages
+
+    def release(self) -> None:
+        """Give back what this connection holds of the budget (once it is closed)."""
+        self._budget.held -= self._held
+        self._held = 0
+
+    def _stalled(self) -> FrameStalled:
+        return FrameStalled(f"a frame did not complete within {self._frame_timeout:g} s")
 
     @property
     def backlogged(self) -> bool:
@@ -71,7 +136,15 @@ class Peer:
             daemon.protocol.ProtocolError: the peer broke the framing or sent an unknown message.
         """
         while True:
-            messages = self._decoder.feed(await self.stream.receive(_CHUNK))
+            if self._frame_deadline:
+                with anyio.move_on_after(self._frame_deadline - time.monotonic()):
+                    data = await self.stream.receive(_CHUNK)
+                    messages = self._feed(data)
+                    if messages:
+                        return messages
+                    continue
+                raise self._stalled()
+            messages = self._feed(await self.stream.receive(_CHUNK))
             if messages:
                 return messages
 
@@ -93,12 +166,19 @@ class Peer:
         async with self._lock:
             await self.stream.send(data)
 
-    async def serve(self, answer: Callable[[list[p.Message]], list[p.Message]]) -> None:
+    async def serve(
+        self,
+        answer: Callable[[list[p.Message]], list[p.Message]],
+        prepare: Callable[[list[p.Message]], Awaitable[None] | None] | None = None,
+    ) -> None:
         """Answer batches with ``answer``, called as soon as they are read, until the peer goes.
 
         ``answer`` runs on the event loop's thread and must not block; its replies are written
-        at once. Whatever the peer does not take is queued and reading stops until it is sent,
-        so a peer that never reads its answers cannot make the queue grow.
+        at once. ``prepare``, when given, sees each batch first and may return an awaitable (work
+        too slow for the loop's thread, such as judging a huge call on a worker thread): the batch
+        is then answered when it is done, and nothing more is read from this peer until then,
+        while every other peer is served. Whatever the peer does not take is queued and reading
+        stops until it is sent, so a peer that never reads its answers cannot make the queue grow.
 
         Raises:
             anyio.EndOfStream: the peer closed the connection.
@@ -108,6 +188,12 @@ class Peer:
         loop = asyncio.get_running_loop()
         fd = self._raw.fileno()
         ended: asyncio.Future[None] = loop.create_future()
+        pending: set[asyncio.Task[None]] = set()  # the slow batches' tasks (kept from the GC)
+        timer: asyncio.TimerHandle | None = None  # armed while a frame is unfinished
+        armed_for = 0.0
+
+        def stalled() -> None:
+            fail(self._stalled())
 
         def fail(exc: BaseException) -> None:
             loop.remove_reader(fd)
@@ -143,8 +229,40 @@ class Peer:
             if not data:
                 fail(anyio.EndOfStream())
                 return
+            nonlocal timer, armed_for
             try:
-                replies = answer(self._decoder.feed(data))
+                batch = self._feed(data)
+                if self._frame_deadline != armed_for:  # only on the rare path of split frames
+                    if timer is not None:
+                        timer.cancel()
+                    armed_for, timer = self._frame_deadline, None
+                    if armed_for:
+                        timer = loop.call_at(loop.time() + armed_for - time.monotonic(), stalled)
+                slow = prepare(batch) if prepare is not None else None
+            except Exception as exc:  # a ProtocolError, or a bug: raised from serve() below
+                fail(exc)
+                return
+            if slow is not None:  # the batch is answered once its slow part is done; read no more
+                loop.remove_reader(fd)
+                pending.add(loop.create_task(later(slow, batch)))
+                return
+            respond(batch)
+
+        async def later(slow: Awaitable[None], batch: list[p.Message]) -> None:
+            try:
+                await slow
+            except Exception as exc:
+                fail(exc)
+                return
+            finally:
+                pending.discard(asyncio.current_task())
+            if not ended.done():
+                loop.add_reader(fd, readable)
+                respond(batch)
+
+        def respond(batch: list[p.Message]) -> None:
+            try:
+                replies = answer(batch)
                 if not replies:
                     return
                 out = p.encode(replies[0]) if len(replies) == 1 else b"".join(map(p.encode, replies))
@@ -169,5 +287,9 @@ class Peer:
         try:
             await ended
         finally:
+            if timer is not None:
+                timer.cancel()
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+            for task in pending:
+                task.cancel()

@@ -183,18 +183,20 @@ class PendingActions:
         while window and window[0] < now - 60:
             window.popleft()
         if len(window) >= self._max_failures:
-            return ConfirmResult(
-                False,
+            return self._throttled(
+                session_id,
+                "per chat: too many wrong codes in the last minute",
                 "Too many wrong codes in the last minute; the firewall is not checking codes for this "
-                "session right now. Wait a minute, and ask the user for the code shown in the firewall "
-                "console; do not guess.",
+                "session right now. Nothing was run. Wait a minute, and ask the user for the code shown "
+                "in the firewall console; do not guess.",
             )
         if self._checks_last_hour(now) >= self._max_checks:
-            return ConfirmResult(
-                False,
+            return self._throttled(
+                session_id,
+                f"per user: {self._max_checks} wrong-code checks in the last hour, every chat together",
                 "Too many wrong codes in the last hour, across every chat; the firewall is not checking "
-                "codes right now, so that guessing cannot work. Nothing was run. Ask the user to approve "
-                "or deny the action in the firewall console, or to try again later.",
+                "codes right now, so that guessing cannot work. Nothing was run. Ask the user to try "
+                "again later, or to deny the action in the firewall console.",
             )
         self.expire(now)
         rows = self._store.pending_of_session(session_id, now - _REMEMBER)
@@ -219,7 +221,8 @@ class PendingActions:
             return ConfirmResult(True, "approved", hit)
         window.append(now)
         waiting = sum(1 for r in rows if r.status == "pending")
-        self._note_checks(now, max(1, waiting))
+        # A guess with nothing waiting cannot approve anything: it costs the hour's budget nothing.
+        self._note_checks(now, waiting)
         message = _STALE_MESSAGES.get(hit.status, "") if hit is not None else ""
         locked = self._count_failure(session_id, rows)
         self._store.audit(
@@ -227,7 +230,7 @@ class PendingActions:
             session_id=session_id,
             action_id=hit.action_id if hit else None,
             detail=(f"stale code ({hit.status})" if hit else "wrong code")
-            + f", tried against {max(1, waiting)} waiting action(s)",
+            + f", tried against {waiting} waiting action(s)",
         )
         if not message:
             message = "That code does not match any action waiting for approval in this session."
@@ -243,6 +246,11 @@ class PendingActions:
                 " (Each server behind the firewall has its own firewall_confirm:"
                 " use the one of the server that paused the call.)"
             )
+        return ConfirmResult(False, message)
+
+    def _throttled(self, session_id: str, why: str, message: str) -> ConfirmResult:
+        """A code not checked at all, because of a guessing limit: audited, so the human sees it."""
+        self._store.audit("confirm_throttled", session_id=session_id, detail=f"code not checked ({why})")
         return ConfirmResult(False, message)
 
     def _count_failure(self, session_id: str, rows: list[PendingRow]) -> list[str]:
@@ -333,6 +341,22 @@ class PendingActions:
         ]
 
     # -- closing ---------------------------------------------------------------------------
+
+    def approve(self, action_id: str, who: str = "console") -> PendingRow | None:
+        """Approve an open action without its code (from a console); returns it, or None if it
+        was not open. Audited like a code approval, with who approved it."""
+        row = self._store.get_pending(action_id)
+        if row is None or row.status != "pending" or not self._store.close_pending(action_id, "approved"):
+            return None
+        self._store.audit(
+            "confirm_ok",
+            session_id=row.session_id,
+            server=row.server,
+            tool=row.tool,
+            action_id=action_id,
+            detail=f"approved in the {who}",
+        )
+        return row
 
     def deny(self, action_id: str, who: str = "console") -> PendingRow | None:
         """Deny an open action; returns it, or None if it was not open."""

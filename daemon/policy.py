@@ -4,19 +4,23 @@ Order of evaluation; the first step that matches decides:
 
 1. **Rules**, the selected server's first, then the global ones, each in file order. A rule
    matches when every part it has matches: ``tool`` (glob on the whole normalized name) or
-   ``tool_regex``, every ``args`` condition, and ``annotations``.
+   ``tool_regex``, every ``args`` condition (:mod:`daemon.conditions`), and ``annotations``.
 2. **Block keywords** (global list, then the server's): a keyword contained in the normalized
-   tool name means *approve*.
-3. **Allow prefixes** (global list, then the server's): a normalized name starting with one is
-   *allowed*.
-4. **default_action**: the server's if it sets one, else the global one.
+   tool name, or in its :func:`~daemon.normalize.name_words` form, means *approve*.
+3. **Trusted hints**, only with ``trust_annotations`` and for a listed tool: a declared
+   ``readOnlyHint: true`` means *allow*, else a declared ``destructiveHint: true`` *approve*; a
+   hint the server left out decides nothing here.
+4. **Allow prefixes** (global list, then the server's): a normalized name starting with one is
+   *allowed*; a prefix that ends in a separator (``get_``, ``get-``) also matches whole leading
+   words, so ``get_`` allows ``get-sum`` and ``getSum`` but not ``getaway``.
+5. **default_action**: the server's if it sets one, else the global one.
 
 Deliberate difference from the seed, which tried allow prefixes first: a block keyword beats an
 allow prefix, so ``get_and_delete_all`` needs approval instead of running.
 
 Everything is matched in :func:`~daemon.normalize.normalize` form (NFKC, invisible characters
-removed, case folded, look-alike letters folded), so ``ＤＥＬＥＴＥ_user``, ``de<ZWSP>lete_user``
-and ``dеlete_user`` (Cyrillic ``е``) all hit the keyword ``delete``.
+removed, case folded, look-alike letters folded, accents removed), so ``ＤＥＬＥＴＥ_user``,
+``de<ZWSP>lete_user``, ``dеlete_user`` (Cyrillic ``е``) and ``délete_user`` all hit ``delete``.
 
 Annotations are the hints a server gave for the tool in ``tools/list``. They are believed only
 with ``trust_annotations`` on the server section and only for a tool that was listed; otherwise
@@ -25,30 +29,21 @@ the tool counts as unannotated and gets the MCP spec's defaults (``readOnlyHint`
 cautious reading: a server that lies cannot talk its way past a rule.
 
 Speed: the configuration is compiled once, and what depends on the tool name alone (the rules
-that could match, and steps 2 to 4) is cached per name, so a call costs a lookup plus its rules'
+that could match, and steps 2, 4 and 5) is cached per name, so a call costs a lookup plus its rules'
 argument conditions.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
-from collections.abc import Callable, KeysView, Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from daemon.config import (
-    Action,
-    Condition,
-    PathStep,
-    PolicyFile,
-    Rule,
-    compile_regex,
-    load_config,
-    parse_path,
-)
-from daemon.normalize import json_equal, normalize, normalize_json, normalize_name
+from daemon.conditions import Args, Condition, norm_key
+from daemon.config import Action, PolicyFile, Rule, compile_regex, load_config
+from daemon.normalize import name_words, normalize
 
 __all__ = ["Policy", "Verdict", "compile_policy", "load_policy"]
 
@@ -90,160 +85,13 @@ def _decision(verdict: Verdict) -> str:
     return f"decision: {verdict.action} by {verdict.rule}: {verdict.reason}"
 
 
-def _norm_key(text: str) -> str:
-    return normalize_name(text) if len(text) <= _CACHEABLE else normalize(text)
-
-
-class _Args:
-    """One call's arguments, with the key index and normalized strings built on first use."""
-
-    __slots__ = ("raw", "_index", "_texts", "_held")
-
-    def __init__(self, raw: object) -> None:
-        self.raw = raw
-        self._index: dict[str, list[object]] | None = None
-        self._texts: dict[str, str] = {}
-        self._held: dict[str, bool] = {}
-
-    def holds(self, cond: _Condition) -> bool:
-        """``cond.holds(self)``, once per distinct condition per call: policies repeat conditions
-        (the same SQL regex or path test under several tools), and each is tested once."""
-        held = self._held.get(cond.test)
-        if held is None:
-            held = self._held[cond.test] = cond.holds(self)
-        return held
-
-    def keys(self) -> KeysView[str]:
-        """Every normalized key, at any depth (the index's keys)."""
-        self.by_key("")
-        assert self._index is not None
-        return self._index.keys()
-
-    def by_key(self, key: str) -> list[object]:
-        if self._index is None:
-            self._index = {}
-            # A non-object `arguments` has no keys; iterative so deep nesting cannot overflow.
-            stack: list[dict[str, object] | list[object]] = [self.raw] if isinstance(self.raw, dict) else []
-            while stack:
-                node = stack.pop()
-                pairs = node.items() if isinstance(node, dict) else ((None, v) for v in node)
-                for k, value in pairs:
-                    if isinstance(k, str):  # list items have no key; msgpack maps may have int keys
-                        self._index.setdefault(_norm_key(k), []).append(value)
-                    if isinstance(value, dict | list):
-                        stack.append(value)
-        return self._index.get(key, [])
-
-    def by_path(self, steps: tuple[PathStep, ...]) -> list[object]:
-        current = [self.raw]
-        for kind, arg in steps:
-            selected: list[object] = []
-            for value in current:
-                if kind == "key" and isinstance(value, dict) and arg in value:
-                    selected.append(value[arg])
-                elif kind == "index" and isinstance(value, list) and isinstance(arg, int):
-                    if -len(value) <= arg < len(value):
-                        selected.append(value[arg])
-                elif kind == "any" and isinstance(value, dict | list):
-                    selected.extend(value.values() if isinstance(value, dict) else value)
-            current = selected
-        return current
-
-    def text(self, value: str) -> str:
-        """``normalize(value)``, once per distinct string per call."""
-        cached = self._texts.get(value)
-        if cached is None:
-            cached = self._texts[value] = normalize(value)
-        return cached
-
-
-def _flatten(values: list[object]) -> list[object]:
-    # `contains`, `regex` and scalar `equals` look inside a selected list, one level deep.
-    out: list[object] = []
-    for value in values:
-        if isinstance(value, list):
-            out.extend(value)
-        out.append(value)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Condition:
-    """A compiled :class:`~daemon.config.Condition`: one selector and exactly one test set."""
-
-    label: str
-    test: str  # what it tests, for telling identical conditions of different rules apart
-    key: str | None
-    path: tuple[PathStep, ...] | None
-    has_equals: bool
-    equals: object
-    contains: str | None
-    regex: re.Pattern[str] | None
-    exists: bool | None
-
-    @classmethod
-    def compile(cls, cond: Condition, label: str) -> _Condition:
-        where = f"key {cond.key!r}" if cond.key is not None else f"path {cond.path!r}"
-        test = next(n for n in ("equals", "contains", "regex", "exists") if n in cond.model_fields_set)
-        return cls(
-            label=f"{label} ({where} {test} {getattr(cond, test)!r})",
-            test=f"{where} {test} {json.dumps(getattr(cond, test), sort_keys=True)}",
-            key=normalize(cond.key) if cond.key is not None else None,
-            path=parse_path(cond.path) if cond.path is not None else None,
-            has_equals=test == "equals",
-            equals=normalize_json(cond.equals),
-            contains=normalize(cond.contains) if cond.contains is not None else None,
-            regex=compile_regex(cond.regex) if cond.regex is not None else None,
-            exists=cond.exists,
-        )
-
-    def holds(self, args: _Args) -> bool:
-        values = args.by_key(self.key) if self.key is not None else args.by_path(self.path or ())
-        if self.exists is not None:
-            return bool(values) is self.exists
-        if self.has_equals:
-            candidates = values if isinstance(self.equals, list) else _flatten(values)
-            return any(json_equal(v, self.equals) for v in candidates)
-        for value in _flatten(values):
-            if isinstance(value, str):
-                text = args.text(value)
-            elif self.regex is not None and isinstance(value, int | float) and not isinstance(value, bool):
-                text = _decimal(value)  # "^\d{5,}" means 10000 and up, however the number is spelt
-            else:
-                continue
-            if self.contains is not None and self.contains in text:
-                return True
-            if self.regex is not None and self.regex.search(text):
-                return True
-        return False
-
-
-def _decimal(number: int | float) -> str:
-    """A number as plain decimal digits, never in exponent form: 1e16 and 1E16 read as 10000000000000000.
-
-    (Matching ``repr`` would let ``{"amount": 1e16}`` past a rule written as ``^\\d{6,}``.)
-    """
-    if isinstance(number, float):
-        if number != number or number in (float("inf"), float("-inf")):
-            return repr(number)
-        if number.is_integer():
-            return str(int(number))
-        text = repr(number)
-        if "e" in text or "E" in text:
-            from decimal import Decimal
-
-            text = format(Decimal(text), "f")
-        return text
-    return str(number)
-
-
 @dataclass(frozen=True, slots=True)
 class _Rule:
     label: str
     action: Action
     tool: str  # how the tool part reads in explain(), "" when the rule has none
     tool_test: Callable[[str], object] | None
-    conditions: tuple[_Condition, ...]
+    conditions: tuple[Condition, ...]
     hints: tuple[tuple[str, bool], ...]
     #: Keys (normalized) that must be somewhere in the arguments for the rule to match: those of
     #: its key conditions other than ``exists: false``. Lets decide() skip it with a set test.
@@ -265,7 +113,7 @@ class _Rule:
         elif rule.tool_regex is not None:
             tool = f"tool_regex {rule.tool_regex!r}"
             tool_test = compile_regex(rule.tool_regex).search
-        conditions = tuple(_Condition.compile(c, f"args[{i}]") for i, c in enumerate(rule.args or ()))
+        conditions = tuple(Condition.compile(c, f"args[{i}]") for i, c in enumerate(rule.args or ()))
         hints = rule.annotations.required() if rule.annotations is not None else ()
         needs = frozenset(c.key for c in conditions if c.key is not None and c.exists is not False)
         needs_top = frozenset(
@@ -275,7 +123,7 @@ class _Rule:
         )
         return cls(label, rule.action, tool, tool_test, conditions, hints, needs, needs_top)
 
-    def matches(self, args: _Args, hints: Mapping[str, bool]) -> bool:
+    def matches(self, args: Args, hints: Mapping[str, bool]) -> bool:
         """Whether this rule matches (its tool part already did): :meth:`failure` is ``None``."""
         for name, wanted in self.hints:
             if hints[name] is not wanted:
@@ -285,7 +133,7 @@ class _Rule:
                 return False
         return True
 
-    def failure(self, args: _Args, hints: Mapping[str, bool]) -> str | None:
+    def failure(self, args: Args, hints: Mapping[str, bool]) -> str | None:
         """Why this rule does not match (its tool part already did), or ``None`` if it does."""
         for name, wanted in self.hints:
             if hints[name] is not wanted:
@@ -306,12 +154,17 @@ class _Rule:
 
 @dataclass(frozen=True, slots=True)
 class _NameEntry:
-    """What depends on the tool name alone: the rules that could match, and steps 2 to 4."""
+    """What depends on the tool name alone: the rules that could match, and steps 2, 4 and 5."""
 
     normalized: str
     candidates: tuple[_Rule, ...]
+    #: The verdict of step 2 (a block keyword in the name), or ``None``.
+    blocked: Verdict | None
+    #: Steps 4 and 5 (allow prefixes, default_action), for when neither step 2 nor 3 decided.
     fallback: Verdict
+    #: explain() lines for step 2, then for steps 4 and 5.
     trace: tuple[str, ...]
+    rest_trace: tuple[str, ...]
     #: The keys the candidates test (anywhere, and at the top of the arguments): see
     #: :meth:`Policy.decide`.
     keys_tested: frozenset[str]
@@ -359,11 +212,18 @@ class Policy:
         )
         self._keywords: dict[str, str] = {}  # normalized word -> section that listed it first
         self._prefixes: dict[str, str] = {}
+        # The same words in name_words() form: a keyword's, and a prefix's if it ends with a
+        # separator ("get_", "get-"): such a prefix matches whole leading words of the name.
+        self._keyword_words: dict[str, str] = {}
+        self._prefix_words: dict[str, str | None] = {}
         for label, section in reversed(sections):  # global first, like the seed's merge
             for word in section.block_keywords:
                 self._keywords.setdefault(normalize(word), label)
+                self._keyword_words.setdefault(normalize(word), name_words(word))
             for word in section.allow_prefixes:
-                self._prefixes.setdefault(normalize(word), label)
+                norm = normalize(word)
+                self._prefixes.setdefault(norm, label)
+                self._prefix_words.setdefault(norm, name_words(word) if not norm[-1].isalnum() else None)
         if server is not None and server.default_action is not None:
             self._default: tuple[Action, str] = (server.default_action, f"{where}.default_action")
         else:
@@ -374,6 +234,7 @@ class Policy:
         self.otp_length = g.otp_length
         self.otp_ttl_seconds = g.otp_ttl_seconds
         self.trust_annotations = server.trust_annotations if server is not None else False
+        self._trust_label = f"{where}.trust_annotations"
         self._names: dict[str, _NameEntry] = {}
         self._applicable: dict[tuple[str, frozenset[str], frozenset[str]], tuple[_Rule, ...]] = {}
 
@@ -393,7 +254,7 @@ class Policy:
         """
         entry = self._entry(tool)
         if entry.candidates and entry.normalized:
-            args, hints = _Args(arguments), self._hints(annotations)
+            args, hints = Args(arguments), self._hints(annotations)
             present = args.keys()
             top = arguments.keys() if isinstance(arguments, dict) else frozenset()
             # Rules that test a key the arguments lack cannot match (explain() says which). Which
@@ -410,6 +271,12 @@ class Policy:
             for rule in rules:
                 if rule.matches(args, hints):
                     return rule.verdict(tool)
+        if entry.blocked is not None:
+            return entry.blocked
+        if self.trust_annotations and annotations is not None:
+            trusted = self._by_hints(tool, annotations)
+            if trusted is not None:
+                return trusted
         return entry.fallback
 
     def explain(
@@ -433,7 +300,7 @@ class Policy:
             )
         shown_hints = ", ".join(f"{k}={str(v).lower()}" for k, v in hints.items())
         lines.append(f"annotations ({source}): {shown_hints}")
-        args = _Args(arguments)
+        args = Args(arguments)
         for rule in self._rules:
             if rule.tool_test is not None and not rule.tool_test(entry.normalized):
                 lines.append(f"{rule.label}: {rule.tool} does not match")
@@ -442,7 +309,30 @@ class Policy:
             if failure is None:
                 return [*lines, f"{rule.label}: matches", _decision(rule.verdict(tool))]
             lines.append(f"{rule.label}: {failure}")
-        return [*lines, *entry.trace, _decision(entry.fallback)]
+        lines += entry.trace
+        if entry.blocked is not None:
+            return [*lines, _decision(entry.blocked)]
+        if self.trust_annotations and annotations is not None:
+            trusted = self._by_hints(tool, annotations)
+            if trusted is not None:
+                return [*lines, f"{trusted.rule}: declared by the trusted server", _decision(trusted)]
+            lines.append(
+                f"{self._trust_label}: the server declares neither readOnlyHint nor destructiveHint true"
+            )
+        return [*lines, *entry.rest_trace, _decision(entry.fallback)]
+
+    def _by_hints(self, tool: str, annotations: Mapping[str, object]) -> Verdict | None:
+        """Step 3: what a trusted server declared explicitly (a hint left out decides nothing)."""
+        if annotations.get("readOnlyHint") is True:
+            rule = f"{self._trust_label} readOnlyHint"
+            return Verdict(
+                "allow", rule, f"Tool {_shown(tool)} is allowed: its trusted server declares it read-only."
+            )
+        if annotations.get("destructiveHint") is True:
+            rule = f"{self._trust_label} destructiveHint"
+            why = "needs approval: its trusted server declares it destructive"
+            return Verdict("approve", rule, f"Tool {_shown(tool)} {why}.")
+        return None
 
     def _hints(self, annotations: Mapping[str, object] | None) -> Mapping[str, bool]:
         if not self.trust_annotations or annotations is None:
@@ -464,32 +354,48 @@ class Policy:
         return entry
 
     def _compile_name(self, tool: str) -> _NameEntry:
-        name = _norm_key(tool)
+        name = norm_key(tool)
         if not name:
             why = " once invisible characters are removed" if tool else ""
             reason = f"Tool {_shown(tool)} has an empty name{why}, so it is denied."
             none: frozenset[str] = frozenset()
-            return _NameEntry(name, (), Verdict("deny", "tool name", reason), (), none, none)
+            return _NameEntry(
+                name,
+                (),
+                Verdict("deny", "tool name", reason),
+                Verdict("deny", "tool name", reason),
+                (),
+                (),
+                none,
+                none,
+            )
         candidates = tuple(r for r in self._rules if r.tool_test is None or r.tool_test(name))
         tested = frozenset().union(*(r.needs for r in candidates))
         top_tested = frozenset().union(*(r.needs_top for r in candidates))
-        return _NameEntry(name, candidates, *self._by_name(tool, name), tested, top_tested)
+        words = name_words(tool) if len(tool) <= _CACHEABLE else name_words.__wrapped__(tool)
+        blocked, trace = self._by_keyword(tool, name, words)
+        fallback, rest = self._by_prefix(tool, name, words)
+        return _NameEntry(name, candidates, blocked, fallback, trace, rest, tested, top_tested)
 
-    def _by_name(self, tool: str, name: str) -> tuple[Verdict, tuple[str, ...]]:
-        """Steps 2 to 4, which look at the tool name alone, with their trace for explain()."""
+    def _by_keyword(self, tool: str, name: str, words: str) -> tuple[Verdict | None, tuple[str, ...]]:
+        """Step 2: a block keyword in the name (as written, or in its words), with the trace."""
+        for keyword, kw_words in self._keyword_words.items():
+            if keyword in name or (kw_words and kw_words in words):
+                rule = f"{self._keywords[keyword]}.block_keywords {keyword!r}"
+                why = f"needs approval because its name contains the blocked keyword {keyword!r}"
+                return Verdict("approve", rule, f"Tool {_shown(tool)} {why}."), (f"{rule}: in the name",)
+        return None, (f"block_keywords: none of {list(self._keywords)} is in the name",)
+
+    def _by_prefix(self, tool: str, name: str, words: str) -> tuple[Verdict, tuple[str, ...]]:
+        """Steps 4 and 5: an allow prefix, else the default, with the trace for explain()."""
         shown = _shown(tool)
-        keyword = next((w for w in self._keywords if w in name), None)
-        if keyword is not None:
-            rule = f"{self._keywords[keyword]}.block_keywords {keyword!r}"
-            why = f"needs approval because its name contains the blocked keyword {keyword!r}"
-            return Verdict("approve", rule, f"Tool {shown} {why}."), (f"{rule}: in the name",)
-        trace: tuple[str, ...] = (f"block_keywords: none of {list(self._keywords)} is in the name",)
-        prefix = next((p for p in self._prefixes if name.startswith(p)), None)
-        if prefix is not None:
-            rule = f"{self._prefixes[prefix]}.allow_prefixes {prefix!r}"
-            why = f"is allowed because its name starts with the allowed prefix {prefix!r}"
-            return Verdict("allow", rule, f"Tool {shown} {why}."), (*trace, f"{rule}: starts the name")
-        trace += (f"allow_prefixes: the name starts with none of {list(self._prefixes)}",)
+        for prefix, lead in self._prefix_words.items():
+            if name.startswith(prefix) or (lead and (words == lead or words.startswith(lead + "_"))):
+                rule = f"{self._prefixes[prefix]}.allow_prefixes {prefix!r}"
+                why = f"is allowed because its name starts with the allowed prefix {prefix!r}"
+                read = "" if name.startswith(prefix) else f" (its words: {words!r})"
+                return Verdict("allow", rule, f"Tool {shown} {why}."), (f"{rule}: starts the name{read}",)
+        trace = (f"allow_prefixes: the name ({words!r} in words) starts with none of {list(self._prefixes)}",)
         action, rule = self._default
         why = "matched no rule, blocked keyword or allowed prefix, so the default applies: it"
         why = f"{why} {_PHRASE[action]}"

@@ -163,6 +163,8 @@ class Verdict(NamedTuple):
     action_id: str = ""
     expires_at: float = 0.0
     attempts: int = 0
+    watched: bool = False
+    """A console is open that could approve the paused call: the shim may hold it open."""
 
 
 @_register("continue_call")
@@ -229,6 +231,22 @@ class Resynced(NamedTuple):
     :class:`Outcome` records: an approved action it said nothing of never reached it."""
 
 
+@_register("approved")
+class Approved(NamedTuple):
+    """Pushed to a shim: the human approved this held action in the console; run it now."""
+
+    action_id: str
+
+
+@_register("held")
+class Held(NamedTuple):
+    """The shim holds the paused call open for ``seconds`` (0: no longer), so a console may
+    approve it and the agent gets the real result as the answer to its call."""
+
+    action_id: str
+    seconds: float
+
+
 @_register("withdraw")
 class Withdraw(NamedTuple):
     """The agent cancelled a paused call; its pending action is withdrawn."""
@@ -262,6 +280,15 @@ class PendingList(NamedTuple):
 @_register("deny")
 class DenyAction(NamedTuple):
     """Deny a pending action (console only)."""
+
+    rid: int
+    action_id: str
+
+
+@_register("approve")
+class ApproveAction(NamedTuple):
+    """Approve a pending action from the console, while its shim holds the call open (console
+    only: a shim that sends it is refused, so nothing the agent writes can approve)."""
 
     rid: int
     action_id: str
@@ -358,6 +385,9 @@ Message = (
     | Outcome
     | ToolsListed
     | Resynced
+    | Approved
+    | Held
+    | ApproveAction
     | Withdraw
     | ListPending
     | PendingList
@@ -395,7 +425,7 @@ def encode(message: Message) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def decode(payload: bytes) -> Message:
+def decode(payload: bytes | memoryview) -> Message:
     """Turn one frame's payload (without its length prefix) into a message.
 
     Raises:
@@ -428,11 +458,19 @@ def decode(payload: bytes) -> Message:
 
 
 class FrameDecoder:
-    """Incremental frame splitter: feed it bytes, get whole messages back."""
+    """Incremental frame splitter: feed it bytes, get whole messages back.
+
+    ``max_frame`` may be changed between feeds (the daemon accepts only a small hello first).
+    """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
+        self.max_frame = max_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of frames not yet complete (0 between whole frames)."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Message]:
         """Add received bytes; return every message now complete, in order.
@@ -443,20 +481,26 @@ class FrameDecoder:
         """
         if not self._buffer and len(data) > _HEADER.size:  # the usual case: exactly one frame
             (size,) = _HEADER.unpack_from(data)
-            if len(data) == _HEADER.size + size and size <= self._max_frame:
+            if len(data) == _HEADER.size + size and size <= self.max_frame:
                 return [decode(data[_HEADER.size :])]
         self._buffer += data
         out: list[Message] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
-            if size > self._max_frame:
-                raise FrameTooLarge(f"frame of {size} bytes is over the {self._max_frame}-byte limit")
+            if size > self.max_frame:
+                self._buffer = bytearray()  # refused from its header: nothing more is kept
+                raise FrameTooLarge(f"frame of {size} bytes is over the {self.max_frame}-byte limit")
             end = _HEADER.size + size
             if len(self._buffer) < end:
                 break
-            payload = bytes(self._buffer[_HEADER.size : end])
-            del self._buffer[:end]
-            out.append(decode(payload))
+            # Decoded from a view, not a copy: a 90 MB frame costs its buffer once, not three times.
+            with memoryview(self._buffer) as view:
+                message = decode(view[_HEADER.size : end])
+            if end == len(self._buffer):
+                self._buffer = bytearray()  # give a large buffer back rather than keep its capacity
+            else:
+                del self._buffer[:end]
+            out.append(message)
         return out
 
 

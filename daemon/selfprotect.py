@@ -22,11 +22,17 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+#: Different path-like strings checked in one call, at most. Each costs some microseconds of the
+#: daemon's one thread (about 10 µs, more when it is relative to several directories), so the bound
+#: keeps a huge call from holding every other session's decisions for seconds; a call naming more
+#: is denied (no honest call names 20,000 different files; big file contents are not split).
+MAX_PATHS = 20_000
 #: Whole strings longer than this are not paths (PATH_MAX is 4096 on Linux).
 _WHOLE = 4096
 #: Strings longer than this are not split into words (file contents, not command lines).
@@ -47,10 +53,16 @@ class Hit:
     named: str
     """The text the argument held (shortened)."""
     place: str
-    """Which protected place, in words."""
+    """Which protected place, in words (empty: the call names more paths than are checked)."""
 
     def reason(self) -> str:
         """The sentence for the agent and the audit log."""
+        if not self.place:
+            return (
+                f"The call's arguments name {self.named} (the last at {self.where}): more than the "
+                "firewall's built-in self-protection checks in one call, so it cannot vouch that none "
+                "reaches the firewall's own files. Split the call into smaller ones."
+            )
         return (
             f"The argument at {self.where} names {self.named!r}, which is inside the firewall's own "
             f"{self.place}. The firewall's built-in self-protection denies every tool call that reaches "
@@ -61,9 +73,11 @@ class Hit:
 class SelfProtection:
     """The protected places of one daemon, and the check of a call's arguments against them."""
 
-    def __init__(self, places: Iterable[tuple[str, str]], home: str) -> None:
-        """``places``: ``(path, description)`` pairs, directories or files."""
+    def __init__(self, places: Iterable[tuple[str, str]], home: str, max_paths: int = MAX_PATHS) -> None:
+        """``places``: ``(path, description)`` pairs, directories or files; ``max_paths``: how many
+        different path-like strings one call may hold (more is denied, see :data:`MAX_PATHS`)."""
         self._home = home
+        self.max_paths = max_paths
         self._roots: list[tuple[str, str]] = []
         for path, label in places:
             for form in {os.path.normpath(os.path.abspath(path)), os.path.realpath(path)}:
@@ -96,25 +110,33 @@ class SelfProtection:
             bases: Further directories relative paths may be taken against (the server's roots).
             files: Further protected files for this call (its session's policy file).
         """
-        roots = self._roots + [(path, label) for path, (label, _) in self._extra.items()]
+        # A copy first: the event loop may add or remove a place while a worker thread checks.
+        roots = self._roots + [(path, label) for path, (label, _) in list(self._extra.items())]
         for f in files:
             roots += [
                 (_fold(os.path.realpath(f)), "policy file"),
                 (_fold(os.path.normpath(f)), "policy file"),
             ]
         dirs = [cwd, *bases]
+        walk = _Walk()
         # A server working inside a protected place reaches it with any name at all.
-        anything = any(_inside(path, roots) for path in self._resolve(cwd, dirs)) if cwd else False
+        anything = any(_inside(path, roots) for path in self._resolve(cwd, dirs, walk)) if cwd else False
+        seen: set[str] = set()
         for where, text in _strings(arguments):
             for candidate in _candidates(text, anything):
-                for path in self._resolve(candidate, dirs):
+                if candidate in seen:
+                    continue
+                seen.add(candidate)
+                if len(seen) > self.max_paths:
+                    return Hit(_json_path(where), f"more than {self.max_paths} different paths", "")
+                for path in self._resolve(candidate, dirs, walk):
                     label = _inside(path, roots)
                     if label:
                         shown = text if len(text) <= 120 else text[:117] + "..."
                         return Hit(_json_path(where), shown, label)
         return None
 
-    def _resolve(self, candidate: str, dirs: list[str]) -> Iterator[str]:
+    def _resolve(self, candidate: str, dirs: list[str], walk: _Walk) -> Iterator[str]:
         """The lexical and the real forms of a path, against each directory if it is relative."""
         path = candidate
         if path.startswith("file:"):
@@ -133,13 +155,73 @@ class SelfProtection:
             proc = _PROC.match(lexical)
             if proc is not None:  # /proc/PID/root/x is /x; /proc/PID/cwd/x is the server's ./x
                 rest = (proc[2] or "/").lstrip("/")
-                lexical = os.path.normpath(os.path.join("/" if proc[1] == "root" else dirs[0], rest))
+                start = os.path.join("/" if proc[1] == "root" else dirs[0], rest)
+                lexical = os.path.normpath(start)
             yield _fold(lexical)
             if not _PROC_SELF.match(lexical):  # /proc/self is the server's, not the daemon's
-                try:
-                    yield _fold(os.path.realpath(lexical))
-                except (OSError, ValueError):  # a NUL in the path, a loop of symlinks
-                    continue
+                # The real path of what was written, not of its lexical form: in ``link/../x`` the
+                # ``..`` is taken from where the link points, as the kernel does.
+                real = walk.real(start)
+                if real is not None:
+                    yield _fold(real)
+
+
+class _Walk:
+    """Symlink resolution as the kernel does it, for the paths of one call, with the ``lstat`` of
+    each prefix made once, and no ``lstat`` below a name that does not exist (nothing there can be
+    a link). So a call with a million path-like strings costs about one system call per new name,
+    not one per component of every string."""
+
+    _MAX_LINKS = 40  # as Linux's MAXSYMLINKS
+
+    def __init__(self) -> None:
+        self._links: dict[str, str | None] = {}  # path -> link target, or None if not a link
+        self._missing: set[str] = set()
+
+    def real(self, path: str) -> str | None:
+        """``os.path.realpath(path)`` (non-strict), or None for a path that cannot name a file."""
+        if "\0" in path:
+            return None
+        pending = [part for part in path.split("/") if part and part != "."]
+        pending.reverse()
+        resolved = "/"
+        links = 0
+        while pending:
+            name = pending.pop()
+            if name == "..":
+                resolved = os.path.dirname(resolved)
+                continue
+            here = os.path.join(resolved, name)
+            if resolved in self._missing or here in self._missing:
+                self._missing.add(here)
+                resolved = here
+                continue
+            target = self._link(here)
+            if target is None:
+                resolved = here
+                continue
+            links += 1
+            if links > self._MAX_LINKS:
+                return None  # a loop: the server's open would fail with ELOOP
+            if target.startswith("/"):
+                resolved = "/"
+            more = [part for part in target.split("/") if part and part != "."]
+            pending.extend(reversed(more))
+        return resolved
+
+    def _link(self, path: str) -> str | None:
+        if path in self._links:
+            return self._links[path]
+        target: str | None = None
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                target = os.readlink(path)
+        except FileNotFoundError:
+            self._missing.add(path)
+        except (OSError, ValueError):
+            pass  # not a directory, too long, no permission: nothing to follow
+        self._links[path] = target
+        return target
 
 
 def _inside(path: str, roots: list[tuple[str, str]]) -> str:

@@ -8,13 +8,17 @@ audit log. Each connection is served by its own task and closed in a ``finally``
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
 import json
 import logging
 import os
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -22,8 +26,8 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 
 from daemon import failpoints
 from daemon import protocol as p
-from daemon.decisions import Decisions
-from daemon.peer import Peer, peer_credentials
+from daemon.decisions import Decisions, Judged
+from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
 from daemon.selfprotect import SelfProtection, default_places
@@ -32,11 +36,15 @@ from daemon.settings import DaemonSettings
 from daemon.store import Store
 
 log = logging.getLogger("firewalld")
+T = TypeVar("T")
 
-#: A peer must say hello this quickly.
-_HELLO_TIMEOUT = 5.0
+#: What accept() can raise that passes once connections close (out of descriptors or memory,
+#: or a peer that left the backlog): wait and accept again, serving the open connections meanwhile.
+_ACCEPT_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED})
 #: Audit rows spooled before the ingester moves them into the table without waiting for its second.
 INGEST_AFTER = 256
+#: A call bigger than this (bytes of JSON) is judged on a worker thread, off the event loop.
+BIG_CALL = 256 * 1024
 
 
 class PeerRefused(Exception):
@@ -60,17 +68,23 @@ class Firewalld:
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
+        self._shim_of: dict[str, Peer] = {}  # session -> its shim's connection
+        self._held: dict[str, float] = {}  # action -> until when its shim holds the call open
         # Shim batches are answered in a reader callback (Peer.serve), which cannot wait for a
         # console: the events they cause go through this queue to the broadcaster task.
         self._events_in, self._events_out = anyio.create_memory_object_stream[p.Event](1000)
         self._reload = anyio.Event()
         self._ingest = anyio.Event()  # the audit spool has grown: move it into the table now
         self._audit_dirty = False  # allowed calls were audited since the last "audit" event
+        self._judged: dict[int, Judged] = {}  # huge calls judged off the loop, by id() of their Decide
         self._uid = os.getuid()
         #: How each open action's arguments are listed (made once: parsing 40 MB takes a while).
         self._argument_views: dict[str, ArgumentsView] = {}
         #: The full arguments last fetched by a console, fetched piece by piece.
         self._full: tuple[str, bytes] | None = None
+        self._budget = Budget(settings.max_buffered_bytes)
+        self._unauthenticated: dict[Peer, anyio.CancelScope] = {}  # oldest first
+        self._failing: set[str] = set()  # housekeeping steps whose last try failed
 
     async def serve(
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -82,11 +96,26 @@ class Firewalld:
             tg.start_soon(self._ingester, name="ingester")
             task_status.started()
             async with listener:
+                backoff = 0.0
                 while True:
                     try:
                         stream = await listener.accept()
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    except anyio.ClosedResourceError:
                         return  # closed for a stop: the caller cancels the rest
+                    except anyio.BrokenResourceError as exc:
+                        cause = exc.__cause__
+                        if not isinstance(cause, OSError) or cause.errno not in _ACCEPT_TRANSIENT:
+                            raise
+                        if not backoff:
+                            log.error(
+                                "cannot accept connections (%s); retrying while serving the open ones", cause
+                            )
+                        backoff = min(max(backoff * 2, 0.05), 1.0)
+                        await anyio.sleep(backoff)
+                        continue
+                    if backoff:
+                        backoff = 0.0
+                        log.info("accepting connections again")
                     tg.start_soon(self._connection, stream, name="connection")
 
     def reload(self) -> None:
@@ -125,6 +154,9 @@ class Firewalld:
             log.debug("console event not queued (full, or stopping): %s", event)
 
     async def _housekeeping(self) -> None:
+        """Once a second: policies, expiries, abandoned sessions, checkpoint, and hourly pruning.
+        Each step is tried on its own; one that fails (a full disk, no file descriptors left) is
+        logged once and tried again at the next tick, and never stops the daemon."""
         last_prune = 0.0
         while True:
             with anyio.move_on_after(1.0):
@@ -132,27 +164,66 @@ class Firewalld:
             forced, self._reload = self._reload.is_set(), anyio.Event()
             if forced:
                 log.info("re-reading the policy files (SIGHUP)")
-            for error in self.policies.recheck_all(force=forced):
+            for error in self._step("policies", partial(self.policies.recheck_all, force=forced)) or []:
                 await self.broadcast(p.Event("policy", error))
-            changed = bool(self.pending.expire())
-            for session_id in self.store.sessions_with_open_actions():
-                if not self.sessions.is_live(session_id):
-                    changed |= bool(self.pending.abandon_session(session_id))
-            if changed:
+            if self._step("expiry", self._expire_and_abandon):
                 await self.broadcast(p.Event("pending", "expired"))
             if self._audit_dirty:  # at most once a second, so a busy server cannot flood consoles
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
-            # A long-lived daemon serves thousands of chats: forget those long closed.
-            open_sessions = set(self.store.sessions_with_open_actions())
-            for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
-                self.pending.forget_session(session_id)
-            await anyio.to_thread.run_sync(self.store.checkpoint)
+            self._step("sessions", self._forget_old_sessions)
+            try:
+                await anyio.to_thread.run_sync(self.store.checkpoint)
+                self._step("checkpoint", bool)
+            except Exception as exc:
+                self._step_failed("checkpoint", exc)
             now = time.time()
             if now - last_prune > 3600:
-                last_prune = now
-                max_age = self.settings.audit_max_age_days * 86400
-                self.store.prune_audit(now - max_age, self.settings.audit_max_rows)
+                settings = self.settings
+                try:  # counting rows walks millions: off the loop (a read, which never blocks writes)
+                    self.store.ingest()
+                    cuts = await anyio.to_thread.run_sync(
+                        self.store.audit_cuts, settings.audit_max_rows, settings.audit_max_security_rows
+                    )
+                except Exception as exc:
+                    self._step_failed("prune", exc)
+                    continue
+                older = now - settings.audit_max_age_days * 86400
+                if self._step("prune", partial(self.store.delete_audit, older, cuts)) is not None:
+                    last_prune = now
+
+    def _expire_and_abandon(self) -> bool:
+        changed = bool(self.pending.expire())
+        for session_id in self.store.sessions_with_open_actions():
+            if not self.sessions.is_live(session_id):
+                changed |= bool(self.pending.abandon_session(session_id))
+        return changed
+
+    def _forget_old_sessions(self) -> None:
+        """A long-lived daemon serves thousands of chats: forget those long closed."""
+        open_sessions = set(self.store.sessions_with_open_actions())
+        for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
+            self.pending.forget_session(session_id)
+
+    def _step(self, name: str, run: Callable[[], T]) -> T | None:
+        """Run one housekeeping step; ``None`` (logged once until it works again) if it failed."""
+        try:
+            result = run()
+        except Exception as exc:
+            self._step_failed(name, exc)
+            return None
+        if name in self._failing:
+            self._failing.discard(name)
+            log.info("housekeeping: %s works again", name)
+        return result
+
+    def _step_failed(self, name: str, exc: Exception) -> None:
+        if name not in self._failing:
+            self._failing.add(name)
+            if isinstance(exc, sqlite3.Error | OSError):
+                log.error("housekeeping: %s failed (%s); trying again every second", name, exc)
+            else:  # a bug: worth its traceback, once
+                log.exception("housekeeping: %s failed; trying again every second", name)
 
     async def broadcast(self, event: p.Event) -> None:
         """Tell every subscribed console that something changed."""
@@ -164,20 +235,27 @@ class Firewalld:
                 self._consoles.discard(peer)
 
     async def _connection(self, stream: SocketStream) -> None:
-        peer = Peer(stream)
-        self._connections += 1
+        settings = self.settings
+        peer = Peer(
+            stream, self._budget, max_frame=settings.max_hello_bytes, frame_timeout=settings.frame_timeout
+        )
         session: Session | None = None
         console_proc = ""
+        counted = False
         try:
-            if self._connections > self.settings.max_connections:
-                await peer.send(p.Error(0, p.E_LIMIT, "firewalld is serving too many connections"))
-                return
             pid, uid = peer_credentials(stream.extra(anyio.abc.SocketAttribute.raw_socket))
             if uid != self._uid:
                 log.warning("refused a connection from uid %d", uid)
                 return
-            with anyio.fail_after(_HELLO_TIMEOUT):
-                batch = await peer.receive_batch()
+            batch = await self._hello_of(peer)
+            if batch is None:
+                return
+            peer.decoder.max_frame = p.MAX_FRAME
+            self._connections += 1
+            counted = True
+            if self._connections > settings.max_connections:
+                await peer.send(p.Error(0, p.E_LIMIT, "firewalld is serving too many connections"))
+                return
             hello, rest = batch[0], batch[1:]
             if not isinstance(hello, p.Hello):
                 raise PeerRefused("the first message must be hello")
@@ -189,10 +267,13 @@ class Firewalld:
             if hello.role == p.ROLE_SHIM:
                 session = shim = await self._welcome_shim(peer, hello)
                 self._shims.add(peer)
+                self._shim_of[shim.session_id] = peer
                 replies = self._shim_batch(shim, rest)  # sent with the hello
                 if replies:
                     await peer.send(*replies)
-                await peer.serve(lambda batch: self._shim_batch(shim, batch))
+                await peer.serve(
+                    lambda batch: self._shim_batch(shim, batch), lambda batch: self._prepare(shim, batch)
+                )
             elif hello.role == p.ROLE_CONSOLE:
                 if pid:  # it shows codes: its memory is as off limits to tool calls as ours
                     console_proc = f"/proc/{pid}"
@@ -213,16 +294,41 @@ class Firewalld:
         except Exception:  # a bug must cost one connection (its shim fails closed), not the daemon
             log.exception("internal error; dropped the connection")
         finally:
-            self._connections -= 1
+            peer.release()
+            if counted:
+                self._connections -= 1
             if console_proc:
                 self.guard.remove(console_proc)
             self._consoles.discard(peer)
             self._shims.discard(peer)
+            if session is not None and self._shim_of.get(session.session_id) is peer:
+                del self._shim_of[session.session_id]
             if session is not None:
                 self.sessions.close(session)
                 self.store.audit("session_close", session_id=session.session_id, server=session.server)
                 await self.broadcast(p.Event("session", session.session_id))
             await stream.aclose()
+
+    async def _hello_of(self, peer: Peer) -> list[p.Message] | None:
+        """The first batch of a new connection, read within the hello deadline; ``None`` if it
+        was closed first to make room for a newer one.
+
+        Connections that have not said hello are capped: a new one past the cap closes the
+        oldest, since a real shim or console says hello as soon as it connects.
+        """
+        waiting = self._unauthenticated
+        while len(waiting) >= self.settings.max_unauthenticated:
+            oldest = next(iter(waiting))
+            waiting.pop(oldest).cancel()
+            log.debug("too many connections without a hello: closed the oldest")
+        with anyio.CancelScope() as scope:
+            waiting[peer] = scope
+            try:
+                with anyio.fail_after(self.settings.hello_timeout):
+                    return await peer.receive_batch()
+            finally:
+                waiting.pop(peer, None)
+        return None
 
     async def _welcome_shim(self, peer: Peer, hello: p.Hello) -> Session:
         session, token = self.sessions.open(hello)
@@ -258,12 +364,29 @@ class Firewalld:
             self._ingest.set()
         return replies
 
+    def _prepare(self, session: Session, batch: list[p.Message]) -> Awaitable[None] | None:
+        """For a batch with a huge call in it: judge those calls on a worker thread (parsing,
+        self-protection and policy cost seconds for tens of MB of small strings), so the loop goes
+        on serving every other session meanwhile. The batch is answered when they are judged."""
+        big = [m for m in batch if isinstance(m, p.Decide) and len(m.params) > BIG_CALL]
+        if not big:
+            return None
+
+        async def judge_all() -> None:
+            loop = asyncio.get_running_loop()
+            for msg in big:
+                self._judged[id(msg)] = await loop.run_in_executor(None, self.decisions.prepare(session, msg))
+
+        return judge_all()
+
     def _shim_request(
         self, session: Session, msg: p.Message, replies: list[p.Message], events: list[p.Event]
     ) -> None:
         match msg:
             case p.Decide():
-                verdict = self.decisions.decide(session, msg)
+                verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
+                if verdict.action == p.APPROVE and self._consoles:
+                    verdict = verdict._replace(watched=True)  # someone could approve it as it waits
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:
@@ -285,7 +408,18 @@ class Firewalld:
             case p.Resynced():
                 if self.pending.resync(session.session_id):
                     events.append(p.Event("pending", "reopened"))
+            case p.Held():
+                row = self.store.get_pending(msg.action_id)
+                if row is not None and row.session_id == session.session_id and msg.seconds > 0:
+                    self._held[msg.action_id] = time.time() + min(msg.seconds, 600.0)
+                    if len(self._held) > 10_000:
+                        now = time.time()
+                        self._held = {a: t for a, t in self._held.items() if t > now}
+                else:
+                    self._held.pop(msg.action_id, None)
+                events.append(p.Event("pending", msg.action_id))
             case p.Withdraw():
+                self._held.pop(msg.action_id, None)
                 if self.pending.withdraw(session.session_id, msg.action_id):
                     events.append(p.Event("pending", msg.action_id))
             case p.ToolsListed():
@@ -326,6 +460,8 @@ class Firewalld:
                 else:
                     await peer.send(p.Ack(msg.rid, f"denied {row.action_id} ({row.tool})"))
                     await self.broadcast(p.Event("pending", row.action_id))
+            case p.ApproveAction():
+                await peer.send(await self._approve(msg))
             case p.QueryLog():
                 rows = self.store.query_audit(msg.limit, msg.session_id, msg.server, msg.tool)
                 await peer.send(p.LogRows(msg.rid, rows))
@@ -338,6 +474,31 @@ class Firewalld:
                 await peer.send(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {p.tag_of(msg)}")
                 )
+
+    async def _approve(self, msg: p.ApproveAction) -> p.Message:
+        """A console approves a held action: it is closed as approved and its shim runs it at once,
+        answering the agent's original call with the real result."""
+        row = self.store.get_pending(msg.action_id)
+        if row is None or row.status != "pending":
+            return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        shim = self._shim_of.get(row.session_id)
+        if shim is None or self._held.get(row.action_id, 0.0) <= time.time():
+            return p.Error(
+                msg.rid,
+                p.E_FORBIDDEN,
+                f"{row.action_id} is not held open by its chat any more (the agent was told it is "
+                "paused): approve it by typing its code into the chat, or deny it here",
+            )
+        if self.pending.approve(row.action_id) is None:
+            return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        del self._held[row.action_id]
+        try:
+            await shim.send(p.Approved(row.action_id))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            # The shim is gone: its session's approved actions are settled when it is abandoned.
+            log.warning("the shim of %s went away before it heard of the approval", row.action_id)
+        await self.broadcast(p.Event("pending", row.action_id))
+        return p.Ack(msg.rid, f"approved {row.action_id} ({row.tool}); it runs now in its chat")
 
     async def pending_views(self) -> list[dict[str, Any]]:
         """Open actions, newest first, with their codes (consoles only; expire first).
@@ -380,6 +541,7 @@ class Firewalld:
                     "deadline": row.deadline,
                     "attempts_left": row.attempts_left,
                     "code": self.pending.code_of(row),
+                    "held_until": self._held.get(row.action_id, 0.0),
                 }
             )
         return views
@@ -418,8 +580,6 @@ ARGUMENTS_PREVIEW = 2 * 1024
 ARGUMENTS_PIECE = 8 * 1024 * 1024
 #: Params smaller than this are handled on the event loop (a thread hop costs more).
 _INLINE = 256 * 1024
-
-T = TypeVar("T")
 
 
 def shown_arguments(params: bytes) -> bytes:

@@ -47,7 +47,7 @@ class DaemonSettings(BaseSettings):
     max_failed_checks_per_hour: int = Field(default=100, ge=1)
     """Wrong-code checks per hour for the whole user, every chat together: a wrong code typed in a
     chat with N actions waiting counts N. Past it, no code is checked until the hour has moved on
-    (approve or deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
+    (deny from the console meanwhile). With 6-digit codes an agent guessing non-stop
     has at most a 1 in 10,000 chance per hour; see the README."""
 
     max_paused_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
@@ -59,7 +59,32 @@ class DaemonSettings(BaseSettings):
     """Audit rows older than this are deleted (checked hourly)."""
 
     audit_max_rows: int = Field(default=2_000_000, ge=1000)
-    """The audit log keeps at most this many rows, the newest (checked hourly)."""
+    """The audit log keeps at most this many routine rows (allowed calls, sessions opened and
+    closed), the newest (checked hourly). They are pruned first and apart from the security rows,
+    so a flood of cheap allowed calls cannot push an approval's rows out."""
+
+    audit_max_security_rows: int = Field(default=5_000_000, ge=1000)
+    """The audit log keeps at most this many of every other row (pauses, confirms, wrong codes,
+    denials, outcomes, expiries, withdrawals, reissued codes...), the newest (checked hourly)."""
+
+    hello_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a new connection has to say hello; then it is closed."""
+
+    max_unauthenticated: int = Field(default=64, ge=1)
+    """Connections that have not yet said hello, at once. A new one past this closes the oldest:
+    a real shim or console says hello at once, so idle connections cannot lock them out."""
+
+    max_hello_bytes: int = Field(default=1024 * 1024, ge=4096)
+    """Largest frame accepted before hello (a hello is small); a larger one is refused from its
+    header, before anything is buffered."""
+
+    frame_timeout: float = Field(default=15.0, gt=0)
+    """Seconds a frame may take to arrive from its first byte to its last; a frame still
+    unfinished then is dropped with its connection (a 90 MB frame takes well under a second)."""
+
+    max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes of unfinished frames held for all connections together; a connection whose frame
+    would take more is dropped (its shim fails closed and reconnects)."""
 
     @property
     def db_path(self) -> str:

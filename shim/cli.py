@@ -48,6 +48,17 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="how long to wait for the daemon's verdict before refusing the call (default 5)",
     )
     parser.add_argument(
+        "--hold",
+        type=float,
+        default=DEFAULT_HOLD,
+        metavar="SECONDS",
+        help=(
+            f"keep a paused call open this long (default {DEFAULT_HOLD:g}; 0: never), so that approving it "
+            "in firewall-console answers the agent's call with the real result; after it, the agent "
+            "is told the call is paused and the code path works as always"
+        ),
+    )
+    parser.add_argument(
         "--no-autostart", action="store_true", help="do not start firewalld when none is running"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr (-vv: debug)")
@@ -69,6 +80,10 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error('no server to run: give --target "CMD ARGS" or -- CMD ARGS')
     if args.decision_timeout <= 0:
         parser.error("--decision-timeout must be positive")
+    if not 0 <= args.hold <= MAX_HOLD:
+        parser.error(
+            f"--hold must be between 0 and {MAX_HOLD:g} seconds (clients give up on a call after about 60)"
+        )
     if args.config is not None:
         args.config = os.path.abspath(os.path.expanduser(args.config))
         if not os.path.isfile(args.config):
@@ -76,6 +91,12 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     elif os.path.isfile("firewall_config.json"):
         args.config = os.path.abspath("firewall_config.json")
     return args, target
+
+
+#: Seconds a paused call is held open for an approval in the console: well under the 60 s after
+#: which MCP clients (the SDKs' default request timeout) give up on a call.
+DEFAULT_HOLD = 20.0
+MAX_HOLD = 50.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         autostart=not args.no_autostart,
         timeout=args.decision_timeout,
     )
-    relay = Relay(loop, target, link)
+    relay = Relay(loop, target, link, hold=args.hold)
     # What exists now lives as long as the shim: out of the collector's sight, a full collection
     # (about 1 ms over these 13,000 objects) never walks it again.
     gc.freeze()

@@ -79,6 +79,40 @@ class Replay(NamedTuple):
     """The params sent, for the next round of an ``input_required`` answer."""
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+#: ``schedule(delay, callback)``: run ``callback`` on the loop after ``delay`` seconds.
+Schedule = Callable[[float, Callable[[], None]], Cancellable]
+#: Seconds between progress notifications for a held call that asked for progress.
+PROGRESS_EVERY = 5.0
+
+
+class Holding:
+    """A paused call held open: the agent's request waits while the human may approve it in the
+    console; when the hold runs out the agent is told it is paused, as without a hold."""
+
+    __slots__ = ("msg_id", "name", "params_json", "stateless", "verdict", "timer", "ticker", "ticks")
+
+    def __init__(
+        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, verdict: p.Verdict
+    ) -> None:
+        self.msg_id = msg_id
+        self.name = name
+        self.params_json = params_json
+        self.stateless = stateless
+        self.verdict = verdict
+        self.timer: Cancellable | None = None
+        self.ticker: Cancellable | None = None
+        self.ticks = 0
+
+    def stop(self) -> None:
+        for timer in (self.timer, self.ticker):
+            if timer is not None:
+                timer.cancel()
+
+
 class Confirmations:
     """The confirm half of :class:`shim.firewall.Firewall`, which provides the state and methods below."""
 
@@ -94,6 +128,15 @@ class Confirmations:
     _continuations: dict[str, tuple[str, bytes, Any]]
     #: Server state of a continuation that waits for a new approval, by its new action id.
     _held_states: dict[str, Any]
+    _hold_seconds: float
+    _schedule: Schedule | None
+    _holding: dict[str, Holding]
+    _held_ids: dict[JsonId, str]
+
+    def _answer_paused(
+        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, reply: p.Verdict
+    ) -> None:
+        raise NotImplementedError
 
     def _notify(self, message: p.Message, *, sticky: str | None = None) -> None:
         raise NotImplementedError
@@ -116,6 +159,78 @@ class Confirmations:
         run: Callable[[], None] | None = None,
     ) -> None:
         raise NotImplementedError
+
+    # -- holding a paused call open ---------------------------------------------------------
+
+    def _start_hold(
+        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, verdict: p.Verdict
+    ) -> bool:
+        """Hold a paused call open (True), so that a console approval answers it with the real
+        result; False when holding is off."""
+        if self._hold_seconds <= 0 or self._schedule is None or not verdict.action_id or not verdict.watched:
+            return False  # off, or no console is open that could approve it: say "paused" at once
+        action_id = verdict.action_id
+        held = Holding(msg_id, name, params_json, stateless, verdict)
+        self._holding[action_id] = held
+        self._held_ids[msg_id] = action_id
+        self._notify(p.Held(action_id, self._hold_seconds))
+        held.timer = self._schedule(self._hold_seconds, lambda: self._hold_over(action_id))
+        token = _progress_token(params_json)
+        if token is not None:
+
+            def tick() -> None:
+                if self._holding.get(action_id) is not held or self._schedule is None:
+                    return
+                held.ticks += 1
+                progress = {
+                    "progressToken": token,
+                    "progress": held.ticks,
+                    "message": f"Waiting for approval in the firewall console (action {action_id})",
+                }
+                self._client.write_line(
+                    rpc.dumps_reply(
+                        {"jsonrpc": "2.0", "method": "notifications/progress", "params": progress}
+                    )
+                )
+                held.ticker = self._schedule(PROGRESS_EVERY, tick)
+
+            held.ticker = self._schedule(PROGRESS_EVERY, tick)
+        return True
+
+    def _take_hold(self, action_id: str) -> Holding | None:
+        held = self._holding.pop(action_id, None)
+        if held is not None:
+            held.stop()
+            self._held_ids.pop(held.msg_id, None)
+        return held
+
+    def _hold_over(self, action_id: str) -> None:
+        """The hold ran out: the agent is told the call is paused (the code path)."""
+        held = self._take_hold(action_id)
+        if held is None:
+            return
+        self._notify(p.Held(action_id, 0.0))
+        self._answer_paused(held.msg_id, held.name, held.params_json, held.stateless, held.verdict)
+
+    def _drop_hold(self, action_id: str) -> None:
+        """The agent cancelled a held call: nothing is answered (a cancelled request gets none),
+        and its action is withdrawn."""
+        if self._take_hold(action_id) is not None:
+            self._notify(p.Withdraw(action_id))
+
+    def on_push(self, message: p.Message) -> None:
+        """What the daemon sends unasked: an approval made in a console runs the held call now and
+        answers the agent's original request with the real result."""
+        if not isinstance(message, p.Approved):
+            return
+        held = self._take_hold(message.action_id)
+        if held is None:  # no longer held (answered as paused, cancelled, or the shim restarted)
+            self._record(message.action_id, "not_run", "the approval came after the call stopped being held")
+            return
+        frozen = json.loads(held.params_json)
+        self._run_approved(
+            held.msg_id, replay_params(frozen, frozen.get("_meta"), None), message.action_id, held.stateless
+        )
 
     # -- the code --------------------------------------------------------------------------
 
@@ -323,6 +438,16 @@ class Confirmations:
             self._on_verdict(msg_id, name, retry_json, stateless, reply, why, run=run)
 
         self._ask(msg_id, name, stateless, lambda rid: p.ContinueCall(rid, action_id, retry_json), judged)
+
+
+def _progress_token(params_json: bytes) -> Any:
+    """The call's progress token, if it asked for progress notifications."""
+    try:
+        meta = json.loads(params_json).get("_meta")
+    except (ValueError, AttributeError):
+        return None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if isinstance(token, str | int) and not isinstance(token, bool) else None
 
 
 def transport_meta(meta: Any) -> dict[str, Any] | None:

@@ -69,6 +69,8 @@ class DaemonLink:
         self._reliable_rids: dict[int, str] = {}
         #: Called with an answer that came after its request had given up (see Firewall).
         self.on_late: Callable[[p.Message], None] | None = None
+        #: Called with what the daemon sends unasked (an approval made in a console).
+        self.on_push: Callable[[p.Message], None] | None = None
         self._next_rid = 1
         self._backoff = 0.01
         self._last_spawn = -1e9
@@ -278,7 +280,14 @@ class DaemonLink:
                 self._welcomed(message)
             else:
                 rid = getattr(message, "rid", None)
-                if rid is None or self._finish(rid, message, ""):
+                if rid is None:
+                    if self.on_push is not None:
+                        try:
+                            self.on_push(message)
+                        except Exception as exc:  # the link must outlive any handler
+                            log.error("internal error on a message from firewalld: %r", exc)
+                    continue
+                if self._finish(rid, message, ""):
                     continue
                 if not (isinstance(message, p.Ack) and self._acknowledged(rid)) and self.on_late:
                     try:

@@ -23,8 +23,10 @@ from shim import jsonrpc as rpc
 from shim.confirm import (
     CONTINUATION_PREFIX,
     Confirmations,
+    Holding,
     Link,
     Replay,
+    Schedule,
     Writer,
     debug,
     paused_text,
@@ -61,12 +63,26 @@ _MAX_PAUSED = 4096
 class Firewall(Confirmations, Streaming):
     """The shim's message handling for one agent, one target and one daemon session."""
 
-    def __init__(self, to_client: Writer, to_target: Writer, link: Link) -> None:
+    def __init__(
+        self,
+        to_client: Writer,
+        to_target: Writer,
+        link: Link,
+        *,
+        hold: float = 0.0,
+        schedule: Schedule | None = None,
+    ) -> None:
         self._client = to_client
         self._target = to_target
         self._link = link
         if hasattr(link, "on_late"):
             link.on_late = self.on_late_reply
+        if hasattr(link, "on_push"):
+            link.on_push = self.on_push
+        self._hold_seconds = hold if schedule is not None else 0.0
+        self._schedule = schedule
+        self._holding: dict[str, Holding] = {}  # paused calls held open, by action id
+        self._held_ids: dict[JsonId, str] = {}  # their request ids -> action id
         self._inflight: dict[JsonId, str] = {}  # forwarded requests awaiting the target's answer
         self._list_first_page: dict[JsonId, bool] = {}  # tools/list requests in flight
         self._replays: dict[JsonId, Replay] = {}  # approved calls in flight, by the shim's own id
@@ -151,7 +167,12 @@ class Firewall(Confirmations, Streaming):
     def _busy(self, msg_id: JsonId) -> bool:
         """Whether a request with this id is still waiting for its answer (a second request under
         it would make its answer ambiguous). An id answered as paused is free again."""
-        if msg_id in self._inflight or msg_id in self._judging or msg_id in self._replay_ids:
+        if (
+            msg_id in self._inflight
+            or msg_id in self._judging
+            or msg_id in self._replay_ids
+            or msg_id in self._held_ids
+        ):
             return True
         self._paused.pop(msg_id, None)  # a cancel of this id now means the new request
         return False
@@ -222,6 +243,9 @@ class Firewall(Confirmations, Streaming):
             return False
         if req in self._judging:
             self._judging[req] = True
+            return True
+        if req in self._held_ids:  # a held call: stop holding, and withdraw its action
+            self._drop_hold(self._held_ids[req])
             return True
         wire_id = self._replay_ids.get(req)
         if wire_id is not None:  # the approved call it started runs under the shim's own id
@@ -300,11 +324,8 @@ class Firewall(Confirmations, Streaming):
             if cancelled:
                 self._notify(p.Withdraw(reply.action_id))
                 return
-            self._paused[msg_id] = reply.action_id
-            if len(self._paused) > _MAX_PAUSED:
-                del self._paused[next(iter(self._paused))]
-            text = paused_text(name, params_json, reply)
-            self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
+            if not self._start_hold(msg_id, name, params_json, stateless, reply):
+                self._answer_paused(msg_id, name, params_json, stateless, reply)
             return
         if cancelled:
             return
@@ -318,6 +339,16 @@ class Firewall(Confirmations, Streaming):
                 "did not run and nothing was sent to the server. The firewall daemon (firewalld) must "
                 "be running for tool calls to be judged; tell the user, then try again."
             )
+        self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
+
+    def _answer_paused(
+        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, reply: p.Verdict
+    ) -> None:
+        """Tell the agent its call is paused, and how to have it approved with the code."""
+        self._paused[msg_id] = reply.action_id
+        if len(self._paused) > _MAX_PAUSED:
+            del self._paused[next(iter(self._paused))]
+        text = paused_text(name, params_json, reply)
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
 
     def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:

@@ -49,7 +49,14 @@ class Relay:
     """Everything that runs between start and exit."""
 
     def __init__(
-        self, loop: EventLoop, target: Target, link: DaemonLink, stdin: int = 0, stdout: int = 1
+        self,
+        loop: EventLoop,
+        target: Target,
+        link: DaemonLink,
+        stdin: int = 0,
+        stdout: int = 1,
+        *,
+        hold: float = 0.0,
     ) -> None:
         self._loop = loop
         self._target = target
@@ -57,7 +64,7 @@ class Relay:
         self._stdin = stdin
         self._client_out = OutStream(loop, stdout, on_drained=self._resume_target)
         self._target_in = OutStream(loop, target.stdin_fd, on_drained=self._resume_client)
-        self.firewall = Firewall(self._client_out, self._target_in, link)
+        self.firewall = Firewall(self._client_out, self._target_in, link, hold=hold, schedule=loop.call_later)
         self._client_lines = LineSplitter(MAX_CLIENT_LINE)
         self._target_lines = LineSplitter(MAX_TARGET_LINE, stream_after=STREAM_AFTER)
         self._streamed: Streamed | None = None  # the target's line open on the agent's pipe

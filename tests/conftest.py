@@ -147,7 +147,9 @@ def shim_command(
     target: list[str], *, config: Path | None = None, name: str | None = None, extra: tuple[str, ...] = ()
 ) -> list[str]:
     """``mcp-action-firewall [options] -- TARGET`` as an MCP client config would spell it."""
-    cmd = [sys.executable, "-m", "shim", "--no-autostart"]
+    # No hold unless a test asks for one (``extra=("--hold", "N")``, which comes later and wins):
+    # with a console open, a held call would make every paused call wait.
+    cmd = [sys.executable, "-m", "shim", "--no-autostart", "--hold", "0"]
     if config is not None:
         cmd += ["--config", str(config)]
     if name is not None:
@@ -171,3 +173,18 @@ def effects_of(effects: Path) -> list[dict[str, Any]]:
     if not effects.exists():
         return []
     return [json.loads(line) for line in effects.read_text().splitlines() if line.strip()]
+
+
+def wait_until(predicate: Any, limit: float = 20.0, what: str = "condition") -> None:
+    """Wait for something another process makes true (bounded; not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def connected_sessions(daemon: Daemon) -> list[dict[str, Any]]:
+    """Sessions whose shim is connected right now."""
+    sessions = json.loads(daemon.console("pending", "--json").stdout)["sessions"]
+    return [s for s in sessions if s["connected"]]

@@ -98,11 +98,12 @@ async def test_lists_tools_with_annotations_and_output_schemas(rig: Rig) -> None
         "get_blob",
         "get_slow",
         "get_echo",
+        "execute_sql",
     }
     hints = {name: tool.annotations for name, tool in tools.items()}
     destructive = {name for name, hint in hints.items() if hint is not None and hint.destructive_hint}
     read_only = {name for name, hint in hints.items() if hint is not None and hint.read_only_hint}
-    assert destructive == {"delete_user", "transfer_funds"}
+    assert destructive == {"delete_user", "transfer_funds", "execute_sql"}
     assert read_only == {"read_note", "get_forecast", "get_blob", "get_slow", "get_echo"}
     assert {name for name, tool in tools.items() if tool.output_schema is not None} == {
         "transfer_funds",

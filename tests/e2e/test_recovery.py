@@ -14,23 +14,8 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import Daemon, effects_of, fixture_shim, write_config
+from conftest import Daemon, connected_sessions, effects_of, fixture_shim, wait_until, write_config
 from helpers.mcp_agent import connect, fixture_command, tool_text
-
-
-def wait_until(predicate: Any, limit: float = 20.0, what: str = "condition") -> None:
-    """Wait for something another process makes true (bounded; not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def connected_sessions(daemon: Daemon) -> list[dict[str, Any]]:
-    """Sessions whose shim is connected right now."""
-    sessions = json.loads(daemon.console("pending", "--json").stdout)["sessions"]
-    return [s for s in sessions if s["connected"]]
 
 
 def daemons_for(socket_path: str) -> list[int]:

@@ -182,7 +182,7 @@ def test_unknown_key_is_refused_with_a_hint(tmp_path: Path) -> None:
         (
             {"global": {"rules": [{"args": [{"key": "a"}], "action": "deny"}]}},
             "global.rules[0].args[0]",
-            "needs exactly one of equals, contains, regex, exists (got none)",
+            "needs exactly one of equals, contains, regex, exists, sql_keywords, gt, gte, lt, lte (got none)",
         ),
         (
             {"global": {"rules": [{"args": [{"key": "a", "contains": "x", "equals": 1}], "action": "deny"}]}},
@@ -306,11 +306,13 @@ def test_unreadable_and_non_utf8_files_are_errors(tmp_path: Path) -> None:
 
 
 def test_bundled_default_loads() -> None:
-    """The bundled default is the seed's lists with three attempts and block by default."""
+    """The bundled default extends the seed's lists, with three attempts and block by default."""
     cfg = load_config(None)
+    seed = json.loads(SEED_CONFIG)["global"]
     assert cfg.global_.otp_attempt_count == 3
     assert cfg.global_.default_action == "approve"
-    assert cfg.global_.block_keywords == json.loads(SEED_CONFIG)["global"]["block_keywords"]
+    assert cfg.global_.block_keywords[: len(seed["block_keywords"])] == seed["block_keywords"]
+    assert set(seed["allow_prefixes"]) <= set(cfg.global_.allow_prefixes)
     assert set(cfg.servers) == {"stripe", "database"}
     assert all(rule.action != "allow" for rule in cfg.global_.rules)  # rules only add caution
     assert DEFAULT_CONFIG.name == "default_config.json"

@@ -28,6 +28,14 @@ from daemon.normalize import json_equal, normalize, normalize_json, normalize_na
         ("\u03a1\u0391\u03a5", "pau"),  # Greek capitals fold to their lower-case look-alikes
         ("ｒｅｆｕｎｄ\u3164", "refund"),  # fullwidth plus a Hangul filler
         ("\u0455\u0435nd", "send"),  # Cyrillic dze and ie
+        ("d\u00e9lete_user", "delete_user"),  # e with acute, precomposed
+        ("de\u0301lete_user", "delete_user"),  # a combining acute accent
+        ("d\u0119l\u00eat\u00eb", "delete"),  # ogonek, circumflex, diaeresis
+        ("\u0111elete", "delete"),  # d with stroke (no decomposition)
+        ("DR\u00d8P", "drop"),  # O with stroke
+        ("r\u00e9fund", "refund"),
+        ("TR\u00c0NSFER", "transfer"),
+        ("\u1f00", "a"),  # Greek alpha with psili: the accent goes, then the look-alike fold
     ],
 )
 def test_evasive_spellings_fold_to_the_keyword(spelling: str, expected: str) -> None:
@@ -58,6 +66,15 @@ def test_every_format_character_is_removed() -> None:
 def test_default_ignorables_are_removed(code_point: int) -> None:
     """The default-ignorable code points named in the design are removed too."""
     assert normalize(f"dr{chr(code_point)}op") == "drop"
+
+
+def test_every_combining_mark_is_removed() -> None:
+    """No code point of category Mn in this Python's Unicode database survives (U+0345 casefolds to
+    a Greek iota, and so reads as an i)."""
+    mn = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Mn"]
+    assert len(mn) > 1500
+    survivors = [f"U+{ord(c):04X}" for c in mn if normalize(f"a{c}b") not in ("ab", "aib")]
+    assert survivors == []
 
 
 def test_other_scripts_survive() -> None:

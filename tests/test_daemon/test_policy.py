@@ -153,6 +153,23 @@ def test_evasive_tool_names_still_need_approval(tmp_path: Path, tool: str) -> No
     assert (verdict.action, verdict.rule) == ("approve", "global.block_keywords 'delete'")
 
 
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "get_and_d\u00e9lete_user",  # accented
+        "get_and_de\u0301lete_user",  # a combining accent
+        "get_and_\u0111elete_user",  # d with stroke
+        "read_and_dr\u00f8p",
+        "list_then_r\u00e9move",
+    ],
+)
+def test_accented_keywords_behind_an_allow_prefix_need_approval(tmp_path: Path, tool: str) -> None:
+    """An accent on a blocked keyword does not turn a read-prefixed name into an allowed one."""
+    verdict = seed(tmp_path).decide(tool, {})
+    assert verdict.action == "approve"
+    assert verdict.rule.startswith("global.block_keywords")
+
+
 def test_evasive_names_hit_exact_rules_and_visible_in_reason() -> None:
     """An exact-name rule matches every spelling, and the reason shows invisible characters."""
     p = rules({"tool": "drop_database", "action": "deny"})
@@ -497,16 +514,16 @@ def test_a_condition_shared_by_rules_is_tested_once_and_never_confused_with_a_ne
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Identical conditions under several rules give one answer per call; near twins stay apart."""
-    from daemon import policy as policy_module
+    from daemon import conditions as policy_module
 
     tested: list[str] = []
-    real = policy_module._Condition.holds
+    real = policy_module.Condition.holds
 
     def counting(cond: Any, args: Any) -> bool:
         tested.append(cond.test)
         return real(cond, args)
 
-    monkeypatch.setattr(policy_module._Condition, "holds", counting)
+    monkeypatch.setattr(policy_module.Condition, "holds", counting)
     pol = rules(
         {"tool": "pay", "args": [{"key": "amount", "equals": "1"}], "action": "deny"},
         {"tool": "pay", "args": [{"key": "amount", "regex": "^9"}], "action": "deny"},

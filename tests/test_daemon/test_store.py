@@ -23,13 +23,36 @@ def test_prune_by_age_and_by_rows(tmp_path: Path) -> None:
     """Rows older than the cut are deleted, then all but the newest N; an all-old log empties."""
     store = Store(str(tmp_path / "f.db"))
     for i in range(3000):
-        store.db.execute("INSERT INTO audit (ts, event) VALUES (?, 'decision')", (1000.0 + i,))
+        store.db.execute(
+            "INSERT INTO audit (ts, event, decision) VALUES (?, 'decision', 'allow')", (1000.0 + i,)
+        )
     assert store.prune_audit(1500.0, 10_000) == 500
     assert stamps(store)[0] == 1500.0
     assert store.prune_audit(0.0, 1000) == 1500
     assert stamps(store) == [1000.0 + i for i in range(2000, 3000)]
     assert store.prune_audit(1e12, 1000) == 1000
     assert stamps(store) == []
+    store.close()
+
+
+def test_prune_keeps_security_rows_apart_from_allowed_calls(tmp_path: Path) -> None:
+    """Allowed calls past their limit are pruned without touching older pauses, confirms, denials
+    and outcomes, which are counted against a limit of their own."""
+    store = Store(str(tmp_path / "f.db"))
+    security = ["paused", "confirm_ok", "outcome", "denied", "confirm_failed", "expired", "withdrawn"]
+    for event in security:
+        store.db.execute("INSERT INTO audit (ts, event) VALUES (1.0, ?)", (event,))
+    store.db.execute("INSERT INTO audit (ts, event, decision) VALUES (1.0, 'decision', 'deny')")
+    for i in range(50):
+        store.db.execute(
+            "INSERT INTO audit (ts, event, decision) VALUES (?, 'decision', 'allow')", (2.0 + i,)
+        )
+    assert store.prune_audit(0.0, 10, 100) == 40
+    events = [row[0] for row in store.db.execute("SELECT event FROM audit ORDER BY id")]
+    assert events == [*security, "decision"] + ["decision"] * 10
+    assert store.prune_audit(0.0, 10, 3) == 5  # the security rows' own limit keeps their newest
+    events = [row[0] for row in store.db.execute("SELECT event FROM audit ORDER BY id")]
+    assert events == ["expired", "withdrawn", "decision"] + ["decision"] * 10
     store.close()
 
 
