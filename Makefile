@@ -8,13 +8,32 @@ MCP1_VENV  := tests/.venv-mcp1
 FUZZ_LINES ?= 100000
 SOURCES  := $(wildcard daemon shim console tests bench)
 
-.PHONY: demo test lint node node22 mcp1 fuzz clean
+.PHONY: demo test lint node node22 mcp1 fuzz install clean
 
+# The development install. editable_mode=compat puts the checkout on the path with a plain .pth
+# entry: setuptools' default (lenient) mode adds an import hook that every interpreter, the shim
+# included, would load at start, and strict mode needs a reinstall for every new module. setuptools
+# calls compat "transitional" and prints a 13-line notice about it on every install (and recent pip
+# shows it even with -q); PYTHONWARNINGS=ignore keeps that notice, and only the build's warnings,
+# off the screen. If a setuptools release ever drops compat, this line fails loudly, not silently.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
+
+## install: install the three commands for your user as an isolated tool (pipx, else uv), from this checkout
+install:
+	@if command -v pipx >/dev/null 2>&1; then \
+		echo "pipx install --force ."; pipx install --force . ; \
+	elif command -v uv >/dev/null 2>&1; then \
+		echo "uv tool install --reinstall ."; uv tool install --reinstall . ; \
+	else \
+		echo "make install: neither pipx nor uv is installed. Install one (e.g. 'python3 -m pip install --user pipx'," >&2; \
+		echo "or your system's pipx package), then run 'make install' again. Do not 'pip install' this project" >&2; \
+		echo "into an environment you share with other packages: see the README, Install." >&2; \
+		exit 1; \
+	fi
 
 $(NODE_DIR)/.installed: $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error

@@ -1,7 +1,5 @@
 """``python -m console``: the same as the ``firewall-console`` command."""
 
-import sys
+from shim.guard import firewall_console
 
-from console.cli import main
-
-sys.exit(main())
+firewall_console()

@@ -1,7 +1,5 @@
 """``python -m daemon``: the same as the ``firewalld`` command (the shim starts it this way)."""
 
-import sys
+from shim.guard import firewalld
 
-from daemon.cli import main
-
-sys.exit(main())
+firewalld()

@@ -2,3 +2,6 @@
 
 Stdlib threads and msgpack only: it is spawned once per server per chat, so start-up is a budget.
 """
+
+#: The install guard's marker (:mod:`shim.guard`).
+MCP_ACTION_FIREWALL = "0.4.0"

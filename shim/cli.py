@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script wrapper: exit with the target's status, skipping interpreter clean-up."""
+    from shim.guard import check
+
+    check("mcp-action-firewall", "shim", "daemon")  # before anything of `daemon` is imported
     code = main()
     sys.stderr.flush()
     os._exit(code)
