@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from console import grant_cli
 from console.client import ConsoleClient, ConsoleError
 from console.model import pretty_arguments, visible
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("--session", help="only this session id")
     log.add_argument("--server", help="only this server name")
     log.add_argument("--tool", help="only this tool")
+    grant_cli.add_commands(sub)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise ConsoleError("--limit must be at least 1")
                 rows = client.log(args.limit, args.session, args.server, args.tool)
                 _print_log(rows, as_json=args.json)
+            else:
+                grant_cli.run(client, args, emit, _emit_json)
     except ConsoleError as exc:
         emit(f"firewall-console: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daemon import protocol as p
 
@@ -166,6 +166,32 @@ class ConsoleClient:
     def approve(self, action_id: str) -> str:
         """Approve a held action (its chat gets the real result); returns the daemon's message."""
         return self._call(lambda rid: p.ApproveAction(rid, action_id), p.Ack).message
+
+    def grant(
+        self,
+        action_id: str,
+        scope: str,
+        *,
+        minutes: float = 0.0,
+        matches: list[dict[str, Any]] | None = None,
+        base_sha256: str = "",
+    ) -> str:
+        """Approve a paused action with a scope (see :class:`daemon.protocol.MakeGrant`)."""
+        return self._call(
+            lambda rid: p.MakeGrant(rid, action_id, scope, float(minutes), matches, base_sha256), p.Ack
+        ).message
+
+    def preview_rule(self, action_id: str, matches: list[dict[str, Any]] | None = None) -> p.RulePreview:
+        """The change an "always" grant of this action would make to its policy file."""
+        return self._call(lambda rid: p.PreviewRule(rid, action_id, matches), p.RulePreview)
+
+    def grants(self) -> list[dict[str, Any]]:
+        """The live grants, newest first."""
+        return self._call(p.ListGrants, p.GrantList).grants
+
+    def revoke(self, grant_id: str) -> str:
+        """End a grant now; returns the daemon's confirmation."""
+        return self._call(lambda rid: p.RevokeGrant(rid, grant_id), p.Ack).message
 
     def deny(self, action_id: str) -> str:
         """Deny a pending action; returns the daemon's confirmation."""

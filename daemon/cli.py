@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="policy file (default ./firewall_config.json, else bundled)"
     )
     explain.add_argument("--name", help="the server section to apply (servers.NAME)")
+    explain.add_argument(
+        "--session",
+        metavar="ID",
+        help="also weigh the grants made for this chat (S-...); the daemon's other grants always count",
+    )
     check = sub.add_parser("check-config", help="validate a policy file and exit")
     check.add_argument("config", metavar="FILE")
     for name, verb in (("install-service", "write and enable"), ("uninstall-service", "disable and remove")):
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")  # `firewalld [options]` means `firewalld run [options]`
     args = _parser().parse_args(argv)
     if args.command == "explain":
-        return _explain(args.config, args.name, args.tool, args.arguments)
+        return _explain(args.config, args.name, args.tool, args.arguments, args.session)
     if args.command == "check-config":
         return _explain(args.config, None, None, None)
     if args.command in ("install-service", "uninstall-service"):
@@ -101,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_daemon(settings, detach=args.detach)
 
 
-def _explain(config: str | None, name: str | None, tool: str | None, arguments: str | None) -> int:
+def _explain(
+    config: str | None, name: str | None, tool: str | None, arguments: str | None, session: str | None = None
+) -> int:
     from daemon.config import ConfigError
     from daemon.policy import load_policy
 
@@ -125,9 +132,34 @@ def _explain(config: str | None, name: str | None, tool: str | None, arguments: 
     print(f"policy: {config or '(bundled defaults)'}" + (f", server section {name!r}" if name else ""))
     for warning in policy.warnings:
         print(f"warning: {warning}")
-    for line in policy.explain(tool, args):
+    lines = policy.explain(tool, args)
+    for line in lines:
         print(line)
+    if policy.decide(tool, args).action == "approve":
+        for line in _explain_grants(config, name, session, tool, args):
+            print(line)
     return 0
+
+
+def _explain_grants(
+    config: str | None, name: str | None, session: str | None, tool: str, arguments: object
+) -> list[str]:
+    """What the running daemon's grants (read from its database) make of a call needing approval."""
+    import time
+
+    from daemon.grants import read_grants
+    from daemon.settings import DaemonSettings
+
+    path = os.path.abspath(config) if config is not None else None
+    grants = [g for g in read_grants(DaemonSettings().db_path) if g.tool == tool]
+    now = time.time()
+    for grant in grants:
+        if grant.scope == "chat" and session is None:
+            continue
+        if grant.applies(session or "", name, path, now) and grant.covers(arguments):
+            return [f"grant {grant.describe()}: matches", f"decision: allow by grant {grant.grant_id}"]
+    chat = "" if session else " (give --session ID to include this-chat grants)"
+    return [f"grants: none of the daemon's {len(grants)} grant(s) for {tool!r} matches{chat}"]
 
 
 def _service(args: argparse.Namespace) -> int:

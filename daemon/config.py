@@ -292,6 +292,18 @@ class _Section(_Model):
     the global one."""
     rules: list[Rule] = []
     """Ordered rules, the server's tried before the global ones; the first that matches decides."""
+    approved: list[Rule] = []
+    """Rules the human approved for good (the console's "always" writes them): a call that would
+    need approval and matches one is allowed. Only ``"action": "allow"``; they are looked at only
+    when the verdict is ``approve``, so they never let through what a ``deny`` refuses."""
+
+    @field_validator("approved")
+    @classmethod
+    def _allow_only(cls, rules: list[Rule]) -> list[Rule]:
+        for rule in rules:
+            if rule.action != "allow":
+                raise ValueError(f"approved rules can only allow (got {rule.action!r})")
+        return rules
 
     @field_validator("allow_prefixes", "block_keywords")
     @classmethod

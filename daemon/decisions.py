@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon import protocol as p
+from daemon.grants import Grants
 from daemon.pending import PendingActions
 from daemon.policies import PolicyCache
 from daemon.policy import Policy
@@ -42,6 +43,8 @@ class Judged:
     verdict: tuple[Policy, PolicyVerdict] | None
     """The policy and its verdict (None if refused, unreadable, or the policy failed to load)."""
     policy_error: str | None
+    arguments: object = None
+    """The call's arguments, as parsed (for the grants)."""
 
 
 class Decisions:
@@ -54,8 +57,10 @@ class Decisions:
         pending: PendingActions,
         policies: PolicyCache,
         guard: SelfProtection,
+        grants: Grants | None = None,
     ) -> None:
         self.settings = settings
+        self.grants = grants
         self.store = store
         self.pending = pending
         self.policies = policies
@@ -102,7 +107,8 @@ class Decisions:
                 return Judged(tool, hit.reason(), None, None)
             if policy is None:
                 return Judged(tool, None, None, f"The firewall policy could not be loaded: {error}")
-            return Judged(tool, None, (policy, policy.decide(tool, arguments, tools.get(tool))), None)
+            verdict = policy.decide(tool, arguments, tools.get(tool))
+            return Judged(tool, None, (policy, verdict), None, arguments)
 
         return judge
 
@@ -120,6 +126,9 @@ class Decisions:
             return self._refuse(session, msg.rid, tool, judged.policy_error or "", "policy-error")
         policy, verdict = judged.verdict
         if verdict.action == p.APPROVE:
+            granted = self._granted(session, msg.rid, tool, judged.arguments, msg.params)
+            if granted is not None:
+                return granted
             return self._pause(session, msg.rid, msg.params, tool, verdict.rule, verdict.reason, policy)
         detail = msg.params[:1000].decode("utf-8", "replace")
         self._record(session, tool, verdict.action, verdict.rule, detail)
@@ -167,6 +176,9 @@ class Decisions:
         verdict = policy.decide(tool, judged, session.tools.get(tool))
         rule = f"{verdict.rule} (the retry of {row.action_id} adds input)"
         if verdict.action == p.APPROVE:
+            granted = self._granted(session, msg.rid, tool, judged, msg.params)
+            if granted is not None:
+                return granted
             reason = (
                 f"The server asked for more input to finish the approved call {row.action_id}, and the "
                 f"retry carries input the user has not approved. {verdict.reason}"
@@ -174,6 +186,20 @@ class Decisions:
             return self._pause(session, msg.rid, msg.params, tool, rule, reason, policy)
         self._record(session, tool, verdict.action, rule, msg.params[:1000].decode("utf-8", "replace"))
         return p.Verdict(msg.rid, verdict.action, verdict.reason, rule)
+
+    def _granted(
+        self, session: Session, rid: int, tool: str, arguments: object, params: bytes
+    ) -> p.Verdict | None:
+        """Allow a call that needs approval when a grant covers it (audited with the grant's id,
+        which never goes to the shim: the agent learns only that a grant let it through)."""
+        if self.grants is None:
+            return None
+        grant = self.grants.find(session.session_id, session.server, session.config_path, tool, arguments)
+        if grant is None:
+            return None
+        rule = f"grant {grant.grant_id} ({grant.scope})"
+        self._record(session, tool, p.ALLOW, rule, params[:1000].decode("utf-8", "replace"))
+        return p.Verdict(rid, p.ALLOW, "Allowed by a grant the user made in the firewall console.", "grant")
 
     def _refuse(self, session: Session, rid: int, tool: str, reason: str, rule: str) -> p.Verdict:
         self._record(session, tool, p.DENY, rule, reason)

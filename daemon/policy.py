@@ -210,6 +210,12 @@ class Policy:
             for label, section in sections
             for i, rule in enumerate(section.rules)
         )
+        # Approved rules ("always" from the console): they only ever turn approve into allow.
+        self._approved = tuple(
+            _Rule.compile(rule, f"{label}.approved[{i}]")
+            for label, section in sections
+            for i, rule in enumerate(section.approved)
+        )
         self._keywords: dict[str, str] = {}  # normalized word -> section that listed it first
         self._prefixes: dict[str, str] = {}
         # The same words in name_words() form: a keyword's, and a prefix's if it ends with a
@@ -241,7 +247,29 @@ class Policy:
     def decide(
         self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
     ) -> Verdict:
-        """Judge one call.
+        """Judge one call: :meth:`_judge`, then an ``approve`` may be turned into ``allow`` by an
+        ``approved`` rule (never a ``deny``: those rules are not looked at for it)."""
+        verdict = self._judge(tool, arguments, annotations)
+        if verdict.action == "approve" and self._approved:
+            approved = self._approved_rule(tool, arguments, annotations)
+            if approved is not None:
+                return approved.verdict(tool)
+        return verdict
+
+    def _approved_rule(
+        self, tool: str, arguments: object, annotations: Mapping[str, object] | None
+    ) -> _Rule | None:
+        name = norm_key(tool)
+        args, hints = Args(arguments), self._hints(annotations)
+        for rule in self._approved:
+            if (rule.tool_test is None or rule.tool_test(name)) and rule.matches(args, hints):
+                return rule
+        return None
+
+    def _judge(
+        self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
+    ) -> Verdict:
+        """Judge one call by rules, keywords, hints, prefixes and the default.
 
         Args:
             tool: The tool name exactly as the agent sent it.
@@ -287,6 +315,19 @@ class Policy:
         For a dry-run command; takes the same arguments as :meth:`decide` and reaches the same
         verdict.
         """
+        lines = self._explain(tool, arguments, annotations)
+        if not self._approved or self._judge(tool, arguments, annotations).action != "approve":
+            return lines
+        approved = self._approved_rule(tool, arguments, annotations)
+        *steps, decision = lines
+        if approved is None:
+            return [*steps, f"approved rules: none of the {len(self._approved)} matches", decision]
+        so_far = decision.replace("decision:", "verdict so far:", 1)
+        return [*steps, so_far, f"{approved.label}: matches", _decision(approved.verdict(tool))]
+
+    def _explain(
+        self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
+    ) -> list[str]:
         entry = self._entry(tool)
         lines = [f"tool name {_shown(tool)} is matched as {_shown(entry.normalized)}"]
         if not entry.normalized:

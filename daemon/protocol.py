@@ -294,6 +294,69 @@ class ApproveAction(NamedTuple):
     action_id: str
 
 
+@_register("make_grant")
+class MakeGrant(NamedTuple):
+    """Approve a paused action with a scope (console only; see :mod:`daemon.grants`).
+
+    ``scope``: ``once`` (this call), ``chat`` (this tool in this chat), ``args`` (this tool with
+    ``matches`` for ``minutes``, every chat of its server) or ``always`` (a rule written into the
+    policy file, which must still hash to ``base_sha256``, as shown by :class:`PreviewRule`).
+    Matches are ``{"key": k, "equals": v}`` or ``{"key": k, "under": "/dir"}``. Answered with
+    :class:`Ack` or :class:`Error`.
+    """
+
+    rid: int
+    action_id: str
+    scope: str
+    minutes: float = 0.0
+    matches: list[dict[str, Any]] | None = None
+    base_sha256: str = ""
+
+
+@_register("preview_rule")
+class PreviewRule(NamedTuple):
+    """Show the change an ``always`` grant of this action would make to its policy file
+    (console only). Answered with :class:`RulePreview`."""
+
+    rid: int
+    action_id: str
+    matches: list[dict[str, Any]] | None = None
+
+
+@_register("rule_preview")
+class RulePreview(NamedTuple):
+    """The policy file an ``always`` grant would change, the unified diff, and the hash of the
+    file the diff was made from (to be given back in :class:`MakeGrant`)."""
+
+    rid: int
+    path: str
+    diff: str
+    base_sha256: str
+
+
+@_register("list_grants")
+class ListGrants(NamedTuple):
+    """Ask for the live grants (console only). Answered with :class:`GrantList`."""
+
+    rid: int
+
+
+@_register("grant_list")
+class GrantList(NamedTuple):
+    """The live grants, newest first, each a map of plain values (see :meth:`daemon.grants.Grant.view`)."""
+
+    rid: int
+    grants: list[dict[str, Any]]
+
+
+@_register("revoke_grant")
+class RevokeGrant(NamedTuple):
+    """End a grant now (console only)."""
+
+    rid: int
+    grant_id: str
+
+
 @_register("query_log")
 class QueryLog(NamedTuple):
     """Ask for the newest audit rows, optionally filtered (console only)."""
@@ -400,6 +463,12 @@ Message = (
     | Error
     | ShowArguments
     | ArgumentsPiece
+    | MakeGrant
+    | PreviewRule
+    | RulePreview
+    | ListGrants
+    | GrantList
+    | RevokeGrant
 )
 
 E_BAD_REQUEST = "bad_request"

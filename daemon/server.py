@@ -27,6 +27,8 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 from daemon import failpoints
 from daemon import protocol as p
 from daemon.decisions import Decisions, Judged
+from daemon.grant_desk import GrantDesk
+from daemon.grants import Grants
 from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
@@ -64,7 +66,9 @@ class Firewalld:
             default_places(settings.state_dir, settings.socket_path, p.default_config_dir(), p.home_dir()),
             p.home_dir(),
         )
-        self.decisions = Decisions(settings, store, pending, self.policies, self.guard)
+        self.grants = Grants(store)
+        self.decisions = Decisions(settings, store, pending, self.policies, self.guard, self.grants)
+        self._desk = GrantDesk(store, self.grants, self.policies, self._approve, self.verdicts_changed)
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -118,6 +122,12 @@ class Firewalld:
                         log.info("accepting connections again")
                     tg.start_soon(self._connection, stream, name="connection")
 
+    def verdicts_changed(self, reason: str) -> None:
+        """Grants were made, revoked or ended (or an "always" rule was written): a verdict given
+        before may not hold any more. The one place to drop whatever caches verdicts."""
+        log.info("verdicts changed: %s", reason)
+        self._post(p.Event("grants", reason))
+
     def reload(self) -> None:
         """Re-read every policy file now (SIGHUP)."""
         self._reload.set()
@@ -168,6 +178,9 @@ class Firewalld:
                 await self.broadcast(p.Event("policy", error))
             if self._step("expiry", self._expire_and_abandon):
                 await self.broadcast(p.Event("pending", "expired"))
+            ended = self._step("grants", self.grants.expire)
+            if ended:
+                self.verdicts_changed(f"{len(ended)} grant(s) ended")
             if self._audit_dirty:  # at most once a second, so a busy server cannot flood consoles
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
@@ -462,6 +475,14 @@ class Firewalld:
                     await self.broadcast(p.Event("pending", row.action_id))
             case p.ApproveAction():
                 await peer.send(await self._approve(msg))
+            case p.MakeGrant():
+                await peer.send(await self._desk.make(msg))
+            case p.PreviewRule():
+                await peer.send(self._desk.preview(msg))
+            case p.ListGrants():
+                await peer.send(self._desk.listing(msg))
+            case p.RevokeGrant():
+                await peer.send(self._desk.revoke(msg))
             case p.QueryLog():
                 rows = self.store.query_audit(msg.limit, msg.session_id, msg.server, msg.tool)
                 await peer.send(p.LogRows(msg.rid, rows))
