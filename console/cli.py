@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from console import grant_cli
 from console.client import ConsoleClient, ConsoleError
 from console.model import pretty_arguments, visible
+from console.pins import ToolPin, diff_lines, flags, pin_from_wire
 
 DESCRIPTION = """\
 See what the MCP Action Firewall has paused, with the exact arguments and the approval code.
@@ -48,6 +49,31 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show one pending action's full arguments (listings cut big ones)")
     show.add_argument("action_id", metavar="ID", help="action id, e.g. A-1F2E3D4C")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    tools = sub.add_parser(
+        "tools",
+        help="pinned tool definitions per server, and the changes waiting for review (with their diff)",
+        description="Each server's tools as firewalld pinned them, and every definition that is hidden from "
+        "the agent until you review it: a changed one (with a diff against the approved one), a new one, or "
+        "one you rejected. What looks aimed at the model (hidden characters, instructions) is flagged.",
+        epilog="examples: firewall-console tools; firewall-console tools --server github --json",
+    )
+    tools.add_argument("--server", help="only this server (its --name, or its command line)")
+    tools.add_argument("--json", action="store_true", help="machine-readable output")
+    for verb, what in (
+        ("accept", "pin the new definition: the tool is shown and callable again"),
+        ("reject", "keep the tool hidden from the agent and its calls denied"),
+    ):
+        review = sub.add_parser(
+            verb,
+            help=f"{what} (by review id, or SERVER TOOL)",
+            description=f"{verb.capitalize()} a tool definition waiting for review: {what}. "
+            "Name it by its review id (see `firewall-console tools`) or by server and tool.",
+            epilog=f"examples: firewall-console {verb} R-1A2B3C4D; "
+            f"firewall-console {verb} github create_issue",
+        )
+        review.add_argument(
+            "what", metavar="ID | SERVER TOOL", nargs="+", help="a review id, or server and tool"
+        )
     log = sub.add_parser("log", help="show the audit log, newest first")
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=50, metavar="N", help="how many rows (default 50)")
@@ -76,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "deny":
                 for action_id in args.action_id:
                     emit(client.deny(action_id))
+            elif args.command == "tools":
+                _print_pins(client.pins(args.server), as_json=args.json)
+            elif args.command in ("accept", "reject"):
+                review_id = _review_id(client, args.what)
+                emit(client.review_tool(review_id, args.command == "accept"))
             elif args.command == "log":
                 if args.limit < 1:
                     raise ConsoleError("--limit must be at least 1")
@@ -195,3 +226,67 @@ def _print_log(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
         what = " ".join(str(x) for x in (r["tool"], r["action_id"], r["decision"], r["rule"]) if x)
         emit(f"{stamp}  {r['event']:14} {r['session_id'] or '-':10} {r['server'] or '-':10} {what}")
+
+
+def _review_id(client: ConsoleClient, what: list[str]) -> str:
+    """The review id named on the command line: given as such, or found by server and tool."""
+    if len(what) == 1:
+        return what[0]
+    if len(what) != 2:
+        raise ConsoleError("name one review id, or a server and a tool")
+    server, tool = what
+    pins = [pin_from_wire(raw) for raw in client.pins(server)]
+    found = [pin for pin in pins if pin.tool == tool]
+    if not pins:
+        raise ConsoleError(f"no server {server!r} has pinned tools (see `firewall-console tools`)")
+    if not found:
+        raise ConsoleError(f"server {server!r} has no tool {tool!r}")
+    if found[0].state == "pinned":
+        raise ConsoleError(f"{tool} on {server} has no definition waiting for review")
+    return found[0].review_id
+
+
+def _print_pins(raw: list[dict[str, Any]], *, as_json: bool) -> None:
+    """Pins per server: reviews with their flags and diff, then the pinned tools."""
+    pins = [pin_from_wire(r) for r in raw]
+    names: dict[str, list[str]] = {}
+    for pin in pins:
+        names.setdefault(pin.server, []).append(pin.tool)
+    if as_json:
+        for entry, pin in zip(raw, pins, strict=True):
+            if pin.state != "pinned":
+                entry["flags"] = flags(pin.seen, names[pin.server])
+                entry["diff"] = diff_lines(pin)
+        _emit_json(raw)
+        return
+    if not pins:
+        emit("No tool is pinned yet: firewalld pins a server's tools the first time it lists them.")
+    for server in sorted(names):
+        of_server = [pin for pin in pins if pin.server == server]
+        waiting = [pin for pin in of_server if pin.state != "pinned"]
+        emit(f"server {server}: {len(of_server) - len(waiting)} pinned, {len(waiting)} hidden from the agent")
+        for pin in waiting:
+            _print_review(pin, names[server])
+        pinned = sorted(pin.tool for pin in of_server if pin.state == "pinned")
+        if pinned:
+            emit(f"  pinned: {', '.join(pinned)}")
+
+
+def _print_review(pin: ToolPin, names: list[str]) -> None:
+    what = {
+        "changed": "CHANGED since approved",
+        "new": "NEW, never approved",
+        "rejected": "REJECTED by you (hidden and denied)",
+    }.get(pin.state, pin.state)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(pin.updated))
+    emit(f"  {pin.review_id}  {pin.tool}  {what}  ({stamp})")
+    for flag in flags(pin.seen, names):
+        emit(f"    FLAG: {flag}")
+    if pin.cut:
+        emit("    (a definition is over 64 KiB: the diff shows its beginning)")
+    emit(*("    " + line for line in diff_lines(pin)))
+    if pin.under_review:
+        emit(
+            f"    accept: firewall-console accept {pin.review_id}    "
+            f"reject: firewall-console reject {pin.review_id}"
+        )

@@ -197,6 +197,14 @@ class ConsoleClient:
         """Deny a pending action; returns the daemon's confirmation."""
         return self._call(lambda rid: p.DenyAction(rid, action_id), p.Ack).message
 
+    def pins(self, server: str | None = None) -> list[dict[str, object]]:
+        """Pinned tool definitions and those under review (of one server, or all)."""
+        return self._call(lambda rid: p.ListPins(rid, server), p.PinList).pins
+
+    def review_tool(self, review_id: str, accept: bool) -> str:
+        """Accept (re-pin) or reject a tool definition under review; returns the daemon's message."""
+        return self._call(lambda rid: p.ReviewTool(rid, review_id, accept), p.Ack).message
+
     def log(
         self,
         limit: int = 50,

@@ -325,6 +325,9 @@ class ServerSection(_Section):
     """Wrong codes allowed before a pending action is locked; absent: the global value."""
     trust_annotations: bool = False
     """Believe this server's tool annotations; otherwise every tool counts as unannotated."""
+    new_tools: Literal["quarantine", "accept"] | None = None
+    """A tool that a known server lists for the first time: hidden until reviewed, or pinned at
+    once (audited); absent: the global value."""
 
 
 class GlobalSection(_Section):
@@ -338,6 +341,10 @@ class GlobalSection(_Section):
     """Digits in an approval code."""
     otp_ttl_seconds: int = Field(300, ge=1, le=86400)
     """Seconds an approval code stays valid."""
+    new_tools: Literal["quarantine", "accept"] = "quarantine"
+    """A tool that a known server (one with pinned tools) lists for the first time: ``quarantine``
+    hides it from the agent and denies its calls until a human reviews it in the console;
+    ``accept`` pins it at once and audits it. The first listing of a server is always pinned."""
 
 
 class PolicyFile(_Model):

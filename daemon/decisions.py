@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from daemon import protocol as p
 from daemon.grants import Grants
 from daemon.pending import PendingActions
+from daemon.pins import RULE as PIN_RULE
+from daemon.pins import Pins
 from daemon.policies import PolicyCache
 from daemon.policy import Policy
 from daemon.policy import Verdict as PolicyVerdict
@@ -58,9 +60,11 @@ class Decisions:
         policies: PolicyCache,
         guard: SelfProtection,
         grants: Grants | None = None,
+        pins: Pins | None = None,
     ) -> None:
         self.settings = settings
         self.grants = grants
+        self.pins = pins
         self.store = store
         self.pending = pending
         self.policies = policies
@@ -122,6 +126,9 @@ class Decisions:
             return p.Verdict(msg.rid, p.DENY, "The call could not be read.", "malformed")
         if judged.refusal is not None:
             return self._refuse(session, msg.rid, tool, judged.refusal, SELF_PROTECTION)
+        quarantined = self.pins.refusal(session, tool) if self.pins is not None else None
+        if quarantined is not None:
+            return self._refuse(session, msg.rid, tool, quarantined, PIN_RULE)
         if judged.verdict is None:
             return self._refuse(session, msg.rid, tool, judged.policy_error or "", "policy-error")
         policy, verdict = judged.verdict
@@ -165,6 +172,9 @@ class Decisions:
             reason = "The approved call already has an argument called inputResponses: the retry's input "
             reason += "cannot be told apart from it."
             return self._refuse(session, msg.rid, tool, reason, "continuation")
+        quarantined = self.pins.refusal(session, tool) if self.pins is not None else None
+        if quarantined is not None:
+            return self._refuse(session, msg.rid, tool, quarantined, PIN_RULE)
         judged = {**arguments, "inputResponses": responses}
         refusal = self._self_protection(session, judged)
         if refusal is not None:
@@ -264,7 +274,13 @@ class Decisions:
         """Check a code typed by the user; hand back the frozen call it approves."""
         result = self.pending.confirm(session.session_id, self._clean_code(session, msg.otp))
         if result.ok and result.action is not None:
-            return p.Confirmed(msg.rid, True, "approved", result.action.action_id, result.action.params)
+            row = result.action
+            quarantined = self.pins.refusal(session, row.tool) if self.pins is not None else None
+            if quarantined is not None:  # approved before the definition changed: it waits again
+                self.pending.record_outcome(session.session_id, row.action_id, "not_run", False, quarantined)
+                text = f"{quarantined} The paused call {row.action_id} waits for approval again meanwhile."
+                return p.Confirmed(msg.rid, False, text)
+            return p.Confirmed(msg.rid, True, "approved", row.action_id, row.params)
         return p.Confirmed(msg.rid, False, result.message)
 
     def _clean_code(self, session: Session, otp: str) -> str:

@@ -190,6 +190,7 @@ class Policy:
         otp_length: Digits in an approval code.
         otp_ttl_seconds: Seconds an approval code stays valid.
         trust_annotations: Whether the server's tool annotations are believed.
+        new_tools: ``quarantine`` or ``accept``: what becomes of a tool a known server lists anew.
         warnings: Problems worth telling the user that do not stop the policy from working.
     """
 
@@ -240,6 +241,7 @@ class Policy:
         self.otp_length = g.otp_length
         self.otp_ttl_seconds = g.otp_ttl_seconds
         self.trust_annotations = server.trust_annotations if server is not None else False
+        self.new_tools = server.new_tools if server and server.new_tools else g.new_tools
         self._trust_label = f"{where}.trust_annotations"
         self._names: dict[str, _NameEntry] = {}
         self._applicable: dict[tuple[str, frozenset[str], frozenset[str]], tuple[_Rule, ...]] = {}

@@ -225,6 +225,35 @@ class ToolsListed(NamedTuple):
     first_page: bool
 
 
+@_register("tool_definitions")
+class ToolDefinitions(NamedTuple):
+    """A page of the server's tools/list, for pinning (see ``daemon/pins.py``): each tool's
+    definition as JSON text (name, title, description, inputSchema, outputSchema, annotations).
+
+    ``first_page`` starts a new listing. Answered with :class:`ToolsHidden`; sent with ``rid`` 0
+    (no one waits) when the shim re-sends a listing after a reconnect.
+    """
+
+    rid: int
+    tools: list[bytes]
+    first_page: bool
+
+
+@_register("tools_hidden")
+class ToolsHidden(NamedTuple):
+    """The answer to :class:`ToolDefinitions`: names the shim drops from the page, because their
+    definition is quarantined (changed since it was pinned, new and waiting for review, or rejected)."""
+
+    rid: int
+    hidden: list[str]
+
+
+@_register("pins_changed")
+class PinsChanged(NamedTuple):
+    """Pushed to a shim: a human reviewed a tool definition of its server (or another chat saw
+    one change); the shim tells its agent the tool list changed, so it lists again."""
+
+
 @_register("resynced")
 class Resynced(NamedTuple):
     """Sent by a shim after every (re)connect, once it has re-sent its unacknowledged
@@ -418,6 +447,34 @@ class ArgumentsPiece(NamedTuple):
     data: bytes
 
 
+@_register("list_pins")
+class ListPins(NamedTuple):
+    """Ask for the pinned tool definitions and those waiting for review (console only)."""
+
+    rid: int
+    server: str | None = None
+
+
+@_register("pin_list")
+class PinList(NamedTuple):
+    """Pins, one map per server and tool (see README, "Tool pinning"): pinned ones without their
+    definitions, those under review with both (each cut past a limit, with ``*_cut`` set)."""
+
+    rid: int
+    pins: list[dict[str, Any]]
+
+
+@_register("review_tool")
+class ReviewTool(NamedTuple):
+    """Accept (re-pin) or reject the definition under review ``review_id`` (console only). A review
+    id names one definition: a server that changes it again gets a new id, so what is accepted
+    is what the human saw."""
+
+    rid: int
+    review_id: str
+    accept: bool
+
+
 @_register("ack")
 class Ack(NamedTuple):
     """A request succeeded."""
@@ -447,6 +504,12 @@ Message = (
     | Confirmed
     | Outcome
     | ToolsListed
+    | ToolDefinitions
+    | ToolsHidden
+    | PinsChanged
+    | ListPins
+    | PinList
+    | ReviewTool
     | Resynced
     | Approved
     | Held

@@ -31,6 +31,7 @@ from daemon.grant_desk import GrantDesk
 from daemon.grants import Grants
 from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
+from daemon.pins import PinError, Pins
 from daemon.policies import PolicyCache
 from daemon.selfprotect import SelfProtection, default_places
 from daemon.sessions import Session, Sessions
@@ -67,8 +68,14 @@ class Firewalld:
             p.home_dir(),
         )
         self.grants = Grants(store)
-        self.decisions = Decisions(settings, store, pending, self.policies, self.guard, self.grants)
-        self._desk = GrantDesk(store, self.grants, self.policies, self._approve, self.verdicts_changed)
+        self.pins = Pins(store, self._pins_changed)
+        self.decisions = Decisions(
+            settings, store, pending, self.policies, self.guard, grants=self.grants, pins=self.pins
+        )
+        self._desk = GrantDesk(store, self.grants, self.policies, self._approve, self._grants_changed)
+        # Shims to tell that their server's pins changed: (server, the session that caused it).
+        self._pin_pushes_in, self._pin_pushes_out = anyio.create_memory_object_stream[tuple[str, str]](1000)
+        self._pin_reporter = ""  # the session whose listing is being compared
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -98,6 +105,7 @@ class Firewalld:
             tg.start_soon(self._housekeeping, name="housekeeping")
             tg.start_soon(self._broadcaster, name="broadcaster")
             tg.start_soon(self._ingester, name="ingester")
+            tg.start_soon(self._pin_pusher, name="pin pusher")
             task_status.started()
             async with listener:
                 backoff = 0.0
@@ -122,10 +130,10 @@ class Firewalld:
                         log.info("accepting connections again")
                     tg.start_soon(self._connection, stream, name="connection")
 
-    def verdicts_changed(self, reason: str) -> None:
-        """Grants were made, revoked or ended (or an "always" rule was written): a verdict given
-        before may not hold any more. The one place to drop whatever caches verdicts."""
-        log.info("verdicts changed: %s", reason)
+    def _grants_changed(self, reason: str) -> None:
+        """Grants were made, revoked or ended (or an "always" rule was written): consoles refresh,
+        and a verdict given before may not hold any more."""
+        self.verdicts_changed(reason)
         self._post(p.Event("grants", reason))
 
     def reload(self) -> None:
@@ -141,6 +149,33 @@ class Firewalld:
     async def _broadcaster(self) -> None:
         async for event in self._events_out:
             await self.broadcast(event)
+
+    def verdicts_changed(self, reason: str) -> None:
+        """A verdict given before may not hold any more (a grant or a tool's pin changed): the one
+        place to revoke whatever shims cached of earlier verdicts."""
+        log.info("verdicts changed: %s", reason)
+
+    def _pins_changed(self, server: str, reason: str) -> None:
+        """A pin's state changed: consoles refresh, and the other chats with that server re-list."""
+        self.verdicts_changed(f"{server}: {reason}")
+        self._post(p.Event("pins", server))
+        try:
+            self._pin_pushes_in.send_nowait((server, self._pin_reporter))
+        except (anyio.WouldBlock, anyio.ClosedResourceError):
+            log.debug("pin change not pushed (full, or stopping): %s", server)
+
+    async def _pin_pusher(self) -> None:
+        async with self._pin_pushes_in, self._pin_pushes_out:
+            async for server, reporter in self._pin_pushes_out:
+                for session_id, peer in list(self._shim_of.items()):
+                    session = self.sessions.get(session_id)
+                    if session is None or session_id == reporter or self.pins.identity(session) != server:
+                        continue
+                    try:
+                        with anyio.fail_after(2.0):
+                            await peer.send(p.PinsChanged())
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError, OSError):
+                        log.debug("could not tell %s that its tools changed", session_id)
 
     async def _ingester(self) -> None:
         """Move the audit spool into the table every second, or as soon as it holds
@@ -180,7 +215,7 @@ class Firewalld:
                 await self.broadcast(p.Event("pending", "expired"))
             ended = self._step("grants", self.grants.expire)
             if ended:
-                self.verdicts_changed(f"{len(ended)} grant(s) ended")
+                self._grants_changed(f"{len(ended)} grant(s) ended")
             if self._audit_dirty:  # at most once a second, so a busy server cannot flood consoles
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
@@ -442,6 +477,8 @@ class Firewalld:
                     name, annotations = tool.get("name"), tool.get("annotations")
                     if isinstance(name, str) and isinstance(annotations, dict):
                         session.tools[name] = annotations
+            case p.ToolDefinitions():
+                replies.append(self._tool_definitions(session, msg))
             case p.ClientInfo():
                 self.sessions.set_client(session, msg)
                 events.append(p.Event("session", session.session_id))
@@ -449,6 +486,22 @@ class Firewalld:
                 replies.append(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a shim may not send {p.tag_of(msg)}")
                 )
+
+    def _tool_definitions(self, session: Session, msg: p.ToolDefinitions) -> p.ToolsHidden:
+        """Compare a listed page with the pins; the answer names the tools to hide."""
+        if msg.first_page:
+            session.tools.clear()
+        policy, _ = self.policies.get(session.config_path, session.server)
+        new_tools = policy.new_tools if policy is not None else "quarantine"
+        annotations: dict[str, dict[str, Any]] = {}
+        self._pin_reporter = session.session_id
+        try:
+            hidden = self.pins.observe(session, msg.tools, msg.first_page, new_tools, annotations)
+        finally:
+            self._pin_reporter = ""
+        if len(session.tools) < 10_000:
+            session.tools.update(annotations)
+        return p.ToolsHidden(msg.rid, hidden)
 
     # -- console requests --------------------------------------------------------------------
 
@@ -488,6 +541,21 @@ class Firewalld:
                 await peer.send(p.LogRows(msg.rid, rows))
             case p.ShowArguments():
                 await peer.send(await self._arguments_piece(msg))
+            case p.ListPins():
+                await peer.send(p.PinList(msg.rid, self.pins.views(msg.server)))
+            case p.ReviewTool():
+                try:
+                    with self.store.transaction():
+                        pin = self.pins.review(msg.review_id, msg.accept)
+                except PinError as exc:
+                    await peer.send(p.Error(msg.rid, p.E_NOT_FOUND, str(exc)))
+                else:
+                    verb = (
+                        "accepted: pinned and shown again"
+                        if msg.accept
+                        else "rejected: stays hidden and denied"
+                    )
+                    await peer.send(p.Ack(msg.rid, f"{msg.review_id} ({pin.tool} on {pin.server}) {verb}"))
             case p.Subscribe():
                 self._consoles.add(peer)
                 await peer.send(p.Ack(msg.rid, "subscribed"))

@@ -188,6 +188,10 @@ class Store:
             tx.begun = True
         return self.db.execute(sql, params)
 
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """A write to a table another module owns (``daemon/pins.py``), in the open transaction if any."""
+        return self._write(sql, params)
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file. Safe to call from another thread: it opens its own
         connection, and a PASSIVE checkpoint never blocks the writer."""

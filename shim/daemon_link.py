@@ -120,6 +120,19 @@ class DaemonLink:
         if self._state == _READY:
             self._send(message, None)
 
+    @property
+    def ready(self) -> bool:
+        """Connected and welcomed: a request is sent now, not queued until a reconnect."""
+        return self._state == _READY
+
+    def stick(self, key: str, message: p.Message | None) -> None:
+        """Keep ``message`` to send after every (re)connect, without sending it now (``None``
+        forgets ``key``)."""
+        if message is None:
+            self._sticky.pop(key, None)
+        else:
+            self._sticky[key] = message
+
     def notify_reliable(self, key: str, message: p.Outcome) -> None:
         """Send a record that must reach the daemon even if it restarts: kept (in place of an
         earlier record under the same ``key``) until the daemon acknowledges it, re-sent after a

@@ -41,6 +41,7 @@ from shim.listing import (
     rewrite_tools_list,
     tail_id,
 )
+from shim.pinning import Pinning
 from shim.streaming import Streaming
 
 __all__ = [
@@ -60,7 +61,7 @@ log = logging.getLogger("mcp-action-firewall")
 _MAX_PAUSED = 4096
 
 
-class Firewall(Confirmations, Streaming):
+class Firewall(Confirmations, Streaming, Pinning):
     """The shim's message handling for one agent, one target and one daemon session."""
 
     def __init__(
@@ -92,6 +93,7 @@ class Firewall(Confirmations, Streaming):
         self._continuations: dict[str, tuple[str, bytes, Any]] = {}  # token -> action, params, state
         self._held_states: dict[str, Any] = {}  # action waiting for a new approval -> server state
         self._client_info: tuple[str, str, str] | None = None
+        self._init_pinning()
         self.target_alive = True
         #: tools/list pages and approved calls sent so far (see Streaming.may_end_stream).
         self.whole_answers_asked = 0
@@ -172,6 +174,7 @@ class Firewall(Confirmations, Streaming):
             or msg_id in self._judging
             or msg_id in self._replay_ids
             or msg_id in self._held_ids
+            or msg_id in self._pages_waiting
         ):
             return True
         self._paused.pop(msg_id, None)  # a cancel of this id now means the new request
@@ -374,15 +377,18 @@ class Firewall(Confirmations, Streaming):
         """Handle one line from the target."""
         if not line.strip():
             return
+        out: bytes | None = line
         if self._inflight or self._replays:  # nothing asked: nothing to look up
             try:
-                line = self._target_response(line)
+                out = self._target_response(line)
             except Exception as exc:  # relay it untouched rather than lose it
                 log.error("internal error on a message from the server: %r", exc, exc_info=debug())
-        if not self._client.write_line(line):
+        if out is not None and not self._client.write_line(out):
             log.debug("the agent has gone; dropping a line from the target")
 
-    def _target_response(self, line: bytes) -> bytes:
+    def _target_response(self, line: bytes) -> bytes | None:
+        """The line to relay for a response (None: a tools/list page written once firewalld has
+        checked it; see :mod:`shim.pinning`)."""
         msg_id = response_id(line, exact=bool(self._list_first_page or self._replays))
         if msg_id is NOT_A_RESPONSE:
             return line
@@ -392,10 +398,18 @@ class Firewall(Confirmations, Streaming):
         method = self._inflight.pop(msg_id, None)
         first_page = self._list_first_page.pop(msg_id, None)
         if method == "tools/list" and first_page is not None:
-            line, listed = rewrite_tools_list(line, first_page)
-            if listed is not None:
-                self._notify(p.ToolsListed(listed, first_page))
+            return self._tools_page(msg_id, line, first_page)
         return line
+
+    def on_push(self, message: p.Message) -> None:
+        """What the daemon sends unasked: pins that changed, or an approval made in a console."""
+        if not self._pins_message(message):
+            super().on_push(message)
+
+    def on_late_reply(self, reply: p.Message) -> None:
+        """An answer that came after its request gave up (or to a listing sent again)."""
+        if not self._pins_message(reply):
+            super().on_late_reply(reply)
 
     def on_target_overlong(self, head: bytes, tail: bytes, size: int) -> None:
         """A line from the target over the size limit was dropped; ``head`` and ``tail`` are its ends.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Collection
 from typing import Any
 
 from shim import jsonrpc as rpc
@@ -118,29 +119,65 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFKC", kept.casefold())
 
 
-def rewrite_tools_list(line: bytes, first_page: bool) -> tuple[bytes, list[dict[str, Any]] | None]:
-    """Add ``firewall_confirm`` to the first page of a tools/list result; drop impostors from all pages.
+#: The members of a tool definition that firewalld pins (see ``daemon/pins.py``).
+PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 
-    Also returns each listed tool's name and annotations, which the daemon's policy may use.
-    Everything else in the page (``nextCursor``, an empty-string one included, ``_meta``,
-    ``resultType``) is kept as it was.
-    """
+
+def parse_tools_page(line: bytes) -> tuple[dict[str, Any], list[Any]] | None:
+    """A tools/list result and its tools, less any server tool posing as ``firewall_confirm``;
+    None if the line is not such a result (it is then relayed as it came)."""
     try:
         msg = json.loads(line)
         tools = msg["result"]["tools"]
         if not isinstance(tools, list):
-            return line, None
+            return None
     except (ValueError, KeyError, TypeError, RecursionError):
-        return line, None
+        return None
     kept = [t for t in tools if not (isinstance(t, dict) and _fold(str(t.get("name", ""))) == CONFIRM_TOOL)]
+    if len(kept) != len(tools):
+        log.warning("the server lists its own %r tool; it is hidden behind the firewall's", CONFIRM_TOOL)
+    return msg, kept
+
+
+def tool_definitions(tools: list[Any]) -> list[bytes]:
+    """What firewalld pins of each listed tool that has a name: its definition as JSON text."""
+    out = []
+    for tool in tools:
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+            picked = {k: tool[k] for k in PINNED_FIELDS if k in tool}
+            try:
+                out.append(json.dumps(picked, ensure_ascii=True, separators=(",", ":")).encode())
+            except (ValueError, RecursionError):  # cannot happen for what json.loads made; hide nothing
+                continue
+    return out
+
+
+def finish_tools_page(
+    msg: dict[str, Any], tools: list[Any], first_page: bool, hidden: Collection[str]
+) -> bytes:
+    """The page the agent gets: ``tools`` less the ``hidden`` names, with ``firewall_confirm``
+    added to the first page. Everything else in it (``nextCursor``, an empty-string one
+    included, ``_meta``, ``resultType``) is kept as it was."""
+    if hidden:
+        tools = [t for t in tools if not (isinstance(t, dict) and t.get("name") in hidden)]
+    if first_page:
+        tools = [*tools, CONFIRM_TOOL_DEF]
+    msg["result"]["tools"] = tools
+    return rpc.dumps_reply(msg)
+
+
+def rewrite_tools_list(line: bytes, first_page: bool) -> tuple[bytes, list[dict[str, Any]] | None]:
+    """Add ``firewall_confirm`` to the first page of a tools/list result; drop impostors from all pages.
+
+    Also returns each listed tool's name and annotations, which the daemon's policy may use.
+    """
+    page = parse_tools_page(line)
+    if page is None:
+        return line, None
+    msg, kept = page
     listed = [
         {"name": t["name"], "annotations": t["annotations"] if isinstance(t.get("annotations"), dict) else {}}
         for t in kept
         if isinstance(t, dict) and isinstance(t.get("name"), str)
     ]
-    if len(kept) != len(tools):
-        log.warning("the server lists its own %r tool; it is hidden behind the firewall's", CONFIRM_TOOL)
-    if first_page:
-        kept.append(CONFIRM_TOOL_DEF)
-    msg["result"]["tools"] = kept
-    return rpc.dumps_reply(msg), listed
+    return finish_tools_page(msg, kept, first_page, ()), listed

@@ -140,7 +140,8 @@ async def test_approved_call_that_asks_the_user_runs_once(
 async def test_tool_list_changes_reach_the_client(
     mode: str, tmp_path: Path, fdaemon: Daemon, guarded: Path
 ) -> None:
-    """A server that adds a tool announces it; the client sees it, and the new listing (one confirm)."""
+    """A server that adds a tool announces it; the client sees it, and the new listing (one confirm),
+    once the human has accepted the new tool (new tools on a known server wait for review by default)."""
     calls = Callbacks()
     command = shim_command(server(tmp_path / "fx"), config=guarded)
     async with make_client(command, fdaemon.env, mode, calls) as agent:
@@ -155,6 +156,14 @@ async def test_tool_list_changes_reach_the_client(
             await agent.call_tool("add_tool", {"name": "fresh_tool"})
             with anyio.fail_after(READ_TIMEOUT_SECONDS):
                 await calls.changed.wait()
+        hidden = [t.name for t in (await agent.list_tools(cache_mode="refresh")).tools]
+        (review,) = [  # the daemon serves the whole module: this test's is the one waiting
+            p
+            for p in json.loads(fdaemon.console("tools", "--json").stdout)
+            if p["tool"] == "fresh_tool" and p["state"] == "new"
+        ]
+        assert review["state"] == "new"
+        fdaemon.console("accept", review["review_id"])
         after = [t.name for t in (await agent.list_tools(cache_mode="refresh")).tools]
-    assert "fresh_tool" not in before and "fresh_tool" in after
+    assert "fresh_tool" not in before and "fresh_tool" not in hidden and "fresh_tool" in after
     assert after.count("firewall_confirm") == 1

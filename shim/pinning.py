@@ -1,0 +1,112 @@
+"""The shim's side of tool pinning: each tools/list page is checked by firewalld before the agent
+sees it, and the tools whose definition is quarantined are left out (see ``daemon/pins.py``).
+
+A page waits for firewalld's answer (a page, not a call: the cost is one round trip per listing).
+If firewalld is away or does not answer in time, the page passes as the server sent it: nothing
+can be called meanwhile (calls fail closed), and the page's definitions are kept and sent again
+as soon as firewalld is back, before any call is judged; if it then hides a tool, the agent is
+told that the tool list changed, so it lists again and no longer sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from daemon import protocol as p
+from shim import jsonrpc as rpc
+from shim.confirm import Link, Writer
+from shim.jsonrpc import JsonId
+from shim.listing import finish_tools_page, parse_tools_page, tool_definitions
+
+log = logging.getLogger("mcp-action-firewall")
+
+#: Bytes of definitions kept to send again after a reconnect; a bigger listing is not kept.
+_MAX_KEPT = 4 * 1024 * 1024
+_SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
+
+
+class Pinning:
+    """Mixed into :class:`shim.firewall.Firewall`."""
+
+    _client: Writer
+    _link: Link
+    _inflight: dict[JsonId, str]
+
+    def _init_pinning(self) -> None:
+        self._pages_waiting: set[JsonId] = set()  # tools/list answers waiting for firewalld
+        self._kept_pages = 0  # pages of the last listing kept to send after a reconnect
+        self._kept_bytes = 0
+        self._hidden_shown: set[str] = set()  # names left out of the agent's current listing
+
+    def _tools_page(self, msg_id: JsonId, line: bytes, first_page: bool) -> bytes | None:
+        """The page to write now, or None when it is written once firewalld has answered."""
+        page = parse_tools_page(line)
+        if page is None:
+            return line
+        msg, tools = page
+        definitions = tool_definitions(tools)
+        self._keep(definitions, first_page)
+        if not definitions or not getattr(self._link, "ready", True):
+            return finish_tools_page(msg, tools, first_page, ())
+        self._pages_waiting.add(msg_id)
+
+        def answered(reply: p.Message | None, why: str) -> None:
+            self._pages_waiting.discard(msg_id)
+            hidden: list[str] = []
+            if isinstance(reply, p.ToolsHidden):
+                hidden = reply.hidden
+            else:
+                log.warning("tools/list passed unchecked: %s", why or "firewalld refused the check")
+            if first_page:
+                self._hidden_shown = set(hidden)
+            else:
+                self._hidden_shown.update(hidden)
+            self._client.write_line(finish_tools_page(msg, tools, first_page, set(hidden)))
+
+        self._link.request(lambda rid: p.ToolDefinitions(rid, definitions, first_page), answered)
+        return None
+
+    def _keep(self, definitions: list[bytes], first_page: bool) -> None:
+        """Keep the listing's pages to send firewalld again after a reconnect (or restart)."""
+        stick = getattr(self._link, "stick", None)
+        if stick is None:
+            return
+        if first_page:
+            for index in range(self._kept_pages):
+                stick(f"pins:{index}", None)
+            self._kept_pages = self._kept_bytes = 0
+        size = sum(len(d) for d in definitions)
+        if self._kept_bytes + size > _MAX_KEPT:
+            return
+        self._kept_bytes += size
+        stick(
+            f"pins:{self._kept_pages}", p.ToolDefinitions(0, definitions, first_page and not self._kept_pages)
+        )
+        self._kept_pages += 1
+
+    def _pins_message(self, message: p.Message) -> bool:
+        """Handle what firewalld says of pins unasked; False if ``message`` is something else."""
+        if isinstance(message, p.PinsChanged):
+            self._tell_list_changed()
+            return True
+        if isinstance(message, p.ToolsHidden):  # a late answer, or one to a listing sent again
+            if set(message.hidden) - self._hidden_shown:
+                self._tell_list_changed()
+            return True
+        return False
+
+    def _tell_list_changed(self) -> None:
+        """Tell the agent to list the tools again: on each of its open subscriptions (2026-07-28),
+        else as a plain notification."""
+        listens = [i for i, method in self._inflight.items() if method == "subscriptions/listen"]
+        notes: list[dict[str, Any]] = [
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/tools/list_changed",
+                "params": {"_meta": {_SUBSCRIPTION: i}},
+            }
+            for i in listens
+        ] or [{"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}]
+        for note in notes:
+            self._client.write_line(rpc.dumps_reply(note))
