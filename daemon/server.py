@@ -27,6 +27,7 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 from daemon import failpoints
 from daemon import protocol as p
 from daemon.decisions import Decisions, Judged
+from daemon.elicitation import ElicitationApprovals
 from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.policies import PolicyCache
@@ -65,6 +66,7 @@ class Firewalld:
             p.home_dir(),
         )
         self.decisions = Decisions(settings, store, pending, self.policies, self.guard)
+        self.elicitations = ElicitationApprovals(store, pending, self.policies)
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -385,8 +387,11 @@ class Firewalld:
         match msg:
             case p.Decide():
                 verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
-                if verdict.action == p.APPROVE and self._consoles:
-                    verdict = verdict._replace(watched=True)  # someone could approve it as it waits
+                if verdict.action == p.APPROVE:
+                    if self._consoles:
+                        verdict = verdict._replace(watched=True)  # someone could approve it as it waits
+                    if self.elicitations.permitted(session):
+                        verdict = verdict._replace(elicit=True)  # the client's dialog may approve it
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:
@@ -418,6 +423,12 @@ class Firewalld:
                 else:
                     self._held.pop(msg.action_id, None)
                 events.append(p.Event("pending", msg.action_id))
+            case p.ElicitationAnswer():
+                answer = self.elicitations.answer(session, msg)
+                replies.append(answer)
+                if isinstance(answer, p.Confirmed | p.Ack):  # taken: the action is closed
+                    self._held.pop(msg.action_id, None)
+                    events.append(p.Event("pending", msg.action_id))
             case p.Withdraw():
                 self._held.pop(msg.action_id, None)
                 if self.pending.withdraw(session.session_id, msg.action_id):
