@@ -328,6 +328,21 @@ class ServerSection(_Section):
     new_tools: Literal["quarantine", "accept"] | None = None
     """A tool that a known server lists for the first time: hidden until reviewed, or pinned at
     once (audited); absent: the global value."""
+    approve_via_elicitation: bool | list[str] = False
+    """Let the MCP client's own dialog (``elicitation/create``) approve this server's paused calls:
+    ``true`` for every client, or a list of client names (``clientInfo.name``) it applies to.
+    Off by default: an automated client may accept every dialog on its own, and the dialog is
+    answered by the agent's own process, so only turn it on for clients that show it to a human."""
+
+    @field_validator("approve_via_elicitation")
+    @classmethod
+    def _client_names(cls, value: bool | list[str]) -> bool | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of clients is not allowed (use false to turn it off)")
+            if any(not name.strip() for name in value):
+                raise ValueError("client names must not be empty")
+        return value
 
 
 class GlobalSection(_Section):

@@ -191,6 +191,8 @@ class Policy:
         otp_ttl_seconds: Seconds an approval code stays valid.
         trust_annotations: Whether the server's tool annotations are believed.
         new_tools: ``quarantine`` or ``accept``: what becomes of a tool a known server lists anew.
+        elicitation: Whether ``approve_via_elicitation`` is on for this server (see
+            :meth:`approves_via_elicitation`).
         warnings: Problems worth telling the user that do not stop the policy from working.
     """
 
@@ -242,9 +244,20 @@ class Policy:
         self.otp_ttl_seconds = g.otp_ttl_seconds
         self.trust_annotations = server.trust_annotations if server is not None else False
         self.new_tools = server.new_tools if server and server.new_tools else g.new_tools
+        via = server.approve_via_elicitation if server is not None else False
+        #: Client names whose own dialog may approve (``approve_via_elicitation``); empty: any client.
+        self.elicitation_clients = frozenset(map(normalize, via)) if isinstance(via, list) else frozenset()
+        self.elicitation = via is not False
         self._trust_label = f"{where}.trust_annotations"
         self._names: dict[str, _NameEntry] = {}
         self._applicable: dict[tuple[str, frozenset[str], frozenset[str]], tuple[_Rule, ...]] = {}
+
+    def approves_via_elicitation(self, client_name: str) -> bool:
+        """Whether the dialog of the MCP client called ``client_name`` may approve this server's
+        paused calls (``approve_via_elicitation``)."""
+        if not self.elicitation:
+            return False
+        return not self.elicitation_clients or normalize(client_name) in self.elicitation_clients
 
     def decide(
         self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None

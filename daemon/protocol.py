@@ -165,6 +165,9 @@ class Verdict(NamedTuple):
     attempts: int = 0
     watched: bool = False
     """A console is open that could approve the paused call: the shim may hold it open."""
+    elicit: bool = False
+    """The policy lets the MCP client's own dialog approve this action (``approve_via_elicitation``
+    for this server and client): the shim may ask there, with :class:`ElicitationAnswer`."""
 
 
 @_register("continue_call")
@@ -274,6 +277,20 @@ class Held(NamedTuple):
 
     action_id: str
     seconds: float
+
+
+@_register("elicitation_answer")
+class ElicitationAnswer(NamedTuple):
+    """The human answered the MCP client's own dialog (``elicitation/create``) about paused action
+    ``action_id`` of this shim's session: ``accepted`` approves it, else it is denied.
+
+    The daemon takes it only for a pending action of the sender's own session whose server section
+    (and client) has ``approve_via_elicitation``; an accepted one is answered with
+    :class:`Confirmed` (the frozen params), anything else with :class:`Ack` or :class:`Error`."""
+
+    rid: int
+    action_id: str
+    accepted: bool
 
 
 @_register("withdraw")
@@ -515,6 +532,7 @@ Message = (
     | Held
     | ApproveAction
     | Withdraw
+    | ElicitationAnswer
     | ListPending
     | PendingList
     | DenyAction

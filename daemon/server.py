@@ -27,6 +27,7 @@ from anyio.abc import SocketListener, SocketStream, TaskStatus
 from daemon import failpoints
 from daemon import protocol as p
 from daemon.decisions import Decisions, Judged
+from daemon.elicitation import ElicitationApprovals
 from daemon.grant_desk import GrantDesk
 from daemon.grants import Grants
 from daemon.peer import Budget, Peer, peer_credentials
@@ -76,6 +77,7 @@ class Firewalld:
         # Shims to tell that their server's pins changed: (server, the session that caused it).
         self._pin_pushes_in, self._pin_pushes_out = anyio.create_memory_object_stream[tuple[str, str]](1000)
         self._pin_reporter = ""  # the session whose listing is being compared
+        self.elicitations = ElicitationApprovals(store, pending, self.policies)
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -433,8 +435,11 @@ class Firewalld:
         match msg:
             case p.Decide():
                 verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
-                if verdict.action == p.APPROVE and self._consoles:
-                    verdict = verdict._replace(watched=True)  # someone could approve it as it waits
+                if verdict.action == p.APPROVE:
+                    if self._consoles:
+                        verdict = verdict._replace(watched=True)  # someone could approve it as it waits
+                    if self.elicitations.permitted(session):
+                        verdict = verdict._replace(elicit=True)  # the client's dialog may approve it
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:
@@ -466,6 +471,12 @@ class Firewalld:
                 else:
                     self._held.pop(msg.action_id, None)
                 events.append(p.Event("pending", msg.action_id))
+            case p.ElicitationAnswer():
+                answer = self.elicitations.answer(session, msg)
+                replies.append(answer)
+                if isinstance(answer, p.Confirmed | p.Ack):  # taken: the action is closed
+                    self._held.pop(msg.action_id, None)
+                    events.append(p.Event("pending", msg.action_id))
             case p.Withdraw():
                 self._held.pop(msg.action_id, None)
                 if self.pending.withdraw(session.session_id, msg.action_id):

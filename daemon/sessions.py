@@ -34,6 +34,8 @@ class Session:
     cwd: str
     pid: int
     client: str = ""
+    #: The MCP client's own name (``clientInfo.name``), as it reported it; "" until it does.
+    client_name: str = ""
     created: float = field(default_factory=time.time)
     connected: bool = True
     closed_at: float | None = None
@@ -147,6 +149,7 @@ class Sessions:
 
     def set_client(self, session: Session, info: p.ClientInfo) -> None:
         """Record the MCP client's name and version."""
+        session.client_name = info.name
         session.client = f"{info.name} {info.version}".strip()
         if info.protocol_version:
             session.client += f" (MCP {info.protocol_version})"

@@ -93,7 +93,7 @@ class Holding:
     """A paused call held open: the agent's request waits while the human may approve it in the
     console; when the hold runs out the agent is told it is paused, as without a hold."""
 
-    __slots__ = ("msg_id", "name", "params_json", "stateless", "verdict", "timer", "ticker", "ticks")
+    __slots__ = ("msg_id", "name", "params_json", "stateless", "verdict", "timer", "ticker", "ticks", "ask")
 
     def __init__(
         self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, verdict: p.Verdict
@@ -106,6 +106,8 @@ class Holding:
         self.timer: Cancellable | None = None
         self.ticker: Cancellable | None = None
         self.ticks = 0
+        #: The id of the shim's dialog request to the client about it, while one is open.
+        self.ask: str | None = None
 
     def stop(self) -> None:
         for timer in (self.timer, self.ticker):
@@ -144,6 +146,9 @@ class Confirmations:
     def _request(self, make: Any, callback: Any) -> None:
         raise NotImplementedError
 
+    def _end_ask(self, ask_id: str) -> None:
+        raise NotImplementedError
+
     def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:
         raise NotImplementedError
 
@@ -163,12 +168,22 @@ class Confirmations:
     # -- holding a paused call open ---------------------------------------------------------
 
     def _start_hold(
-        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, verdict: p.Verdict
+        self,
+        msg_id: JsonId,
+        name: str,
+        params_json: bytes,
+        stateless: bool,
+        verdict: p.Verdict,
+        *,
+        always: bool = False,
     ) -> bool:
         """Hold a paused call open (True), so that a console approval answers it with the real
-        result; False when holding is off."""
-        if self._hold_seconds <= 0 or self._schedule is None or not verdict.action_id or not verdict.watched:
-            return False  # off, or no console is open that could approve it: say "paused" at once
+        result; False when holding is off. ``always``: even with no console open (the client's
+        own dialog is asked, see :mod:`shim.elicit`)."""
+        if self._hold_seconds <= 0 or self._schedule is None or not verdict.action_id:
+            return False
+        if not (verdict.watched or always):
+            return False  # no console is open that could approve it: say "paused" at once
         action_id = verdict.action_id
         held = Holding(msg_id, name, params_json, stateless, verdict)
         self._holding[action_id] = held
@@ -202,6 +217,8 @@ class Confirmations:
         if held is not None:
             held.stop()
             self._held_ids.pop(held.msg_id, None)
+            if held.ask is not None:  # the client's dialog about it is still open: close it
+                self._end_ask(held.ask)
         return held
 
     def _hold_over(self, action_id: str) -> None:

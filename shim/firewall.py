@@ -22,7 +22,6 @@ from daemon import protocol as p
 from shim import jsonrpc as rpc
 from shim.confirm import (
     CONTINUATION_PREFIX,
-    Confirmations,
     Holding,
     Link,
     Replay,
@@ -32,6 +31,7 @@ from shim.confirm import (
     paused_text,
     wire_text,
 )
+from shim.elicit import STATE_PREFIX, Elicitations, Elicited
 from shim.jsonrpc import JsonId
 from shim.listing import (
     CONFIRM_TOOL,
@@ -61,7 +61,7 @@ log = logging.getLogger("mcp-action-firewall")
 _MAX_PAUSED = 4096
 
 
-class Firewall(Confirmations, Streaming, Pinning):
+class Firewall(Elicitations, Streaming, Pinning):
     """The shim's message handling for one agent, one target and one daemon session."""
 
     def __init__(
@@ -94,6 +94,9 @@ class Firewall(Confirmations, Streaming, Pinning):
         self._held_states: dict[str, Any] = {}  # action waiting for a new approval -> server state
         self._client_info: tuple[str, str, str] | None = None
         self._init_pinning()
+        self._client_elicits = False  # the legacy client declared form elicitation in initialize
+        self._asks: dict[str, str] = {}  # the shim's dialog requests to the client -> action id
+        self._elicited: dict[str, Elicited] = {}  # 2026-07-28 dialogs awaiting the retry, by token
         self.target_alive = True
         #: tools/list pages and approved calls sent so far (see Streaming.may_end_stream).
         self.whole_answers_asked = 0
@@ -129,8 +132,9 @@ class Firewall(Confirmations, Streaming, Pinning):
             self._refuse(exc, line)
             return
         method = msg.get("method")
-        if method is None:  # the agent's answer to a server->agent request
-            self._target.write_line(rpc.unsplittable(line))
+        if method is None:  # the agent's answer to a server->agent request (or to the shim's dialog)
+            if not self._on_client_answer(msg):
+                self._target.write_line(rpc.unsplittable(line))
             return
         msg_id: JsonId | None = msg.get("id")
         if msg_id is not None and self._busy(msg_id):
@@ -138,6 +142,8 @@ class Firewall(Confirmations, Streaming, Pinning):
             self._refuse(rpc.Rejected(rpc.INVALID_REQUEST, text, msg_id), line)
             return
         params: dict[str, Any] = msg.get("params") or {}
+        if method == "initialize":
+            self._note_initialize(params)
         self._note_client(method, params)
         if method == "tools/call":
             if msg_id is None:
@@ -296,6 +302,10 @@ class Firewall(Confirmations, Streaming, Pinning):
         if name == CONFIRM_TOOL:
             self._on_confirm(msg_id, params, stateless)
             return
+        state = params.get("requestState")
+        if isinstance(state, str) and state.startswith(STATE_PREFIX):  # the answer of the client's dialog
+            self._on_elicited_retry(msg_id, params, state, stateless)
+            return
         self._ask(
             msg_id,
             name,
@@ -327,6 +337,8 @@ class Firewall(Confirmations, Streaming, Pinning):
             if cancelled:
                 self._notify(p.Withdraw(reply.action_id))
                 return
+            if run is None and self._elicit(msg_id, name, params_json, stateless, reply):
+                return  # asked in the client's own dialog
             if not self._start_hold(msg_id, name, params_json, stateless, reply):
                 self._answer_paused(msg_id, name, params_json, stateless, reply)
             return

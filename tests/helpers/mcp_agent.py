@@ -80,6 +80,8 @@ async def connect(
     env: dict[str, str],
     record_dir: Path | None = None,
     read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
+    elicitation_callback: Any = None,
+    client_info: Any = None,
 ) -> AsyncIterator[Client]:
     """Spawn ``command`` over stdio and yield a connected SDK client.
 
@@ -92,10 +94,18 @@ async def connect(
         env: The server's whole environment; build it with ``minimal_env``.
         record_dir: When given, run ``command`` behind ``tap.py`` recording into this directory.
         read_timeout_seconds: Per-request timeout, so a hang fails the test instead of stalling the run.
+        elicitation_callback: The client's dialog (the SDK then declares elicitation).
+        client_info: The ``Implementation`` the client names itself with.
     """
     if record_dir is not None:
         command = tapped(command, record_dir)
-    client = Client(server_params(command, env), mode=mode, read_timeout_seconds=read_timeout_seconds)
+    client = Client(
+        server_params(command, env),
+        mode=mode,
+        read_timeout_seconds=read_timeout_seconds,
+        elicitation_callback=elicitation_callback,
+        client_info=client_info,
+    )
     async with client:
         yield client
 
