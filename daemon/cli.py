@@ -323,6 +323,10 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
     async def serve() -> None:
         from anyio.abc import SocketListener
 
+        from daemon import failpoints
+
+        test_signals = [signal.SIGUSR2] if failpoints.armed("sigusr2.verdicts_changed") else []
+
         if activated is not None:
             listener = await SocketListener.from_socket(activated)
         else:
@@ -331,10 +335,15 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(app.serve, listener)
             log.info("listening on %s (pid %d)", settings.socket_path, os.getpid())
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *test_signals
+            ) as signals:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
                         app.reload()
+                        continue
+                    if signum == signal.SIGUSR2:
+                        app.verdicts_changed("a grant or pin changed (test trigger)")
                         continue
                     log.info("stopping on signal %d", signum)
                     await listener.aclose()  # no new connections; answer what is being answered

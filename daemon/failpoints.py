@@ -13,9 +13,15 @@ import os
 import signal
 
 ENV = "FIREWALLD_FAILPOINTS"
-POINTS = frozenset({"confirm.approved", "confirm.committed"})
+POINTS = frozenset({"confirm.approved", "confirm.committed", "sigusr2.verdicts_changed"})
 
 _armed = frozenset(p.strip() for p in os.environ.get(ENV, "").split(",") if p.strip()) & POINTS
+
+
+def armed(point: str) -> bool:
+    """Whether ``point`` is armed (``sigusr2.verdicts_changed``: SIGUSR2 makes the daemon call
+    ``verdicts_changed``, standing in for a grant or tool-pin change in tests)."""
+    return point in _armed
 
 
 def hit(point: str) -> None:

@@ -92,6 +92,7 @@ class Peer:
         self._frame_deadline = 0.0  # monotonic; set while a frame is unfinished
         self._lock = anyio.Lock()
         self._outbox: deque[memoryview] = deque()  # answers serve() could not send at once
+        self._start_flush: Callable[[], None] | None = None  # set while serve() runs
 
     def _feed(self, data: bytes) -> list[p.Message]:
         """Decode what arrived, and account for what an unfinished frame now holds.
@@ -148,8 +149,43 @@ class Peer:
             if messages:
                 return messages
 
+    def push(self, message: p.Message) -> None:
+        """Send a message from synchronous code, after everything sent before it.
+
+        Only for a connection that :meth:`serve` serves: what the socket does not take at once
+        waits in the outbox that serve() flushes, so frames never interleave.
+
+        Raises:
+            anyio.BrokenResourceError: the connection failed.
+        """
+        data = p.encode(message)
+        if self._outbox:
+            self._outbox.append(memoryview(data))
+            return
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        if sent < len(data):
+            self._outbox.append(memoryview(data)[sent:])
+            if self._start_flush is not None:
+                self._start_flush()
+
+    def abort(self) -> None:
+        """End the connection now (its handler sees the end of the stream and closes it)."""
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     async def send(self, *messages: p.Message) -> None:
         """Send messages as one write, never interleaved with another task's."""
+        if self._start_flush is not None:  # served: one writer, in order, through the outbox
+            for message in messages:
+                self.push(message)
+            return
         data = b"".join(p.encode(m) for m in messages)
         if not self._lock.locked():
             # Nobody is mid-frame: the non-blocking socket almost always takes it all at once,
@@ -271,6 +307,9 @@ class Peer:
                 return
             # Nothing else is done after this send: the shim it wakes often runs on this CPU, and
             # whatever this process still has to do would run before the shim's next message.
+            if self._outbox:  # behind what push() queued
+                self._outbox.append(memoryview(out))
+                return
             try:
                 sent = self._raw.send(out)
             except BlockingIOError:
@@ -280,13 +319,18 @@ class Peer:
                 return
             if sent < len(out):
                 self._outbox.append(memoryview(out)[sent:])
-                loop.remove_reader(fd)  # until the peer has read what it was sent
-                loop.add_writer(fd, flush)
+                start_flush()
+
+        def start_flush() -> None:
+            loop.remove_reader(fd)  # until the peer has read what it was sent
+            loop.add_writer(fd, flush)
 
         loop.add_reader(fd, readable)
+        self._start_flush = start_flush
         try:
             await ended
         finally:
+            self._start_flush = None
             if timer is not None:
                 timer.cancel()
             loop.remove_reader(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon.config import ConfigError
@@ -43,6 +44,9 @@ class PolicyCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str | None, str | None], _Entry] = {}
+        #: Called (with the file's path) when a policy in force is replaced by a reloaded one:
+        #: the daemon revokes every lease (see :meth:`daemon.server.Firewalld.verdicts_changed`).
+        self.on_change: Callable[[str], None] | None = None
 
     def recheck_all(self, *, force: bool = False) -> list[str]:
         """Look at every known policy file again (``force``: now, as on SIGHUP).
@@ -85,9 +89,11 @@ class PolicyCache:
                     log.error("policy %s did not reload; the last good one stays in force: %s", path, error)
                 entry.error, entry.stamp = error, stamp
             return entry.policy, entry.error
+        self._entries[key] = _Entry(policy, None, stamp, now)
         if entry is not None:
             log.info("policy %s reloaded", path)
-        self._entries[key] = _Entry(policy, None, stamp, now)
+            if self.on_change is not None:
+                self.on_change(path or "(bundled)")
         for warning in policy.warnings:
             log.warning("policy %s: %s", path or "(bundled)", warning)
         return policy, None

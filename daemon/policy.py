@@ -322,6 +322,27 @@ class Policy:
                 return trusted
         return entry.fallback
 
+    def argument_keys(self, tool: str) -> frozenset[str] | None:
+        """Keys whose absence makes :meth:`decide`'s verdict for ``tool`` independent of the
+        arguments, or None if no such set exists.
+
+        A rule that tests arguments matches only when every key it needs is present (at any
+        depth, normalized: lower case for an ASCII key), or every top-level key its paths start
+        with; so if a call has none of the keys returned (compared in lower case), no such rule
+        can match and the verdict is the same for any arguments (and the same annotations). A
+        rule with a test that no key gates (``exists: false``, a path starting with ``$.*``)
+        makes it None. The condition for a lease (see :mod:`daemon.leases`).
+        """
+        keys: set[str] = set()
+        for rule in self._entry(tool).candidates:
+            if not rule.conditions:
+                continue
+            if not rule.needs and not rule.needs_top:
+                return None
+            keys.update(rule.needs)
+            keys.update(key.lower() for key in rule.needs_top)
+        return frozenset(keys)
+
     def explain(
         self, tool: str, arguments: object, annotations: Mapping[str, object] | None = None
     ) -> list[str]:

@@ -114,6 +114,8 @@ class Hello(NamedTuple):
     cwd: str = ""
     pid: int = 0
     resume: str | None = None
+    #: The shim takes leases (see :class:`LeaseGrant`); a peer that does not say so gets none.
+    leases: bool = False
 
 
 @_register("welcome")
@@ -298,6 +300,50 @@ class Withdraw(NamedTuple):
     """The agent cancelled a paused call; its pending action is withdrawn."""
 
     action_id: str
+
+
+# Leases: a verdict a shim may reuse (see daemon/leases.py and shim/leases.py) --------------------
+
+
+@_register("lease_grant")
+class LeaseGrant(NamedTuple):
+    """Pushed to a shim: calls to ``tool`` are allowed under ``rule`` without asking, as long as
+    their arguments pass the check named ``check`` (the shim ignores a check it does not know)
+    and hold none of ``keys`` (at any depth, compared in lower case; a non-ASCII key is doubtful),
+    until a :class:`LeasesRevoked` with a higher epoch, or the connection ends."""
+
+    tool: str
+    epoch: int
+    rule: str
+    check: str
+    keys: list[str]
+
+
+@_register("leases_revoked")
+class LeasesRevoked(NamedTuple):
+    """Pushed to a shim: every lease of an epoch below ``epoch`` is void. The shim drops them
+    before it reads another call, then answers :class:`LeasesRevokedAck`."""
+
+    epoch: int
+
+
+@_register("leases_revoked_ack")
+class LeasesRevokedAck(NamedTuple):
+    """A shim has dropped its leases below ``epoch``."""
+
+    epoch: int
+
+
+@_register("lease_audit")
+class LeaseAudit(NamedTuple):
+    """Calls a shim forwarded under leases, sent before they were forwarded:
+    ``[[seq, tool, rule, params_head], ...]`` (``seq`` counts up in the shim's process,
+    ``params_head`` is the first 1,000 bytes of the call's params). The daemon acknowledges
+    ``rid`` with :class:`Ack` (cumulatively, a little later); the shim keeps the calls until then
+    and sends them again after a reconnect, and the daemon records each ``seq`` once."""
+
+    rid: int
+    calls: list[Any]
 
 
 # Console requests ---------------------------------------------------------------------------
@@ -533,6 +579,10 @@ Message = (
     | ApproveAction
     | Withdraw
     | ElicitationAnswer
+    | LeaseGrant
+    | LeasesRevoked
+    | LeasesRevokedAck
+    | LeaseAudit
     | ListPending
     | PendingList
     | DenyAction

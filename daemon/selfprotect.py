@@ -99,6 +99,12 @@ class SelfProtection:
         else:
             self._extra[key] = (label, count - 1)
 
+    def covers(self, directory: str) -> bool:
+        """Whether ``directory`` is inside a protected place (lexically or really): a server
+        working there reaches protected files with any name at all."""
+        roots = self._roots + [(path, label) for path, (label, _) in list(self._extra.items())]
+        return any(_inside(path, roots) for path in self._resolve(directory, [directory], _Walk()))
+
     def check(
         self, arguments: object, cwd: str, bases: Iterable[str] = (), files: Iterable[str] = ()
     ) -> Hit | None:

@@ -30,6 +30,7 @@ from daemon.decisions import Decisions, Judged
 from daemon.elicitation import ElicitationApprovals
 from daemon.grant_desk import GrantDesk
 from daemon.grants import Grants
+from daemon.leases import Leases
 from daemon.peer import Budget, Peer, peer_credentials
 from daemon.pending import OUTCOMES, PendingActions
 from daemon.pins import PinError, Pins
@@ -78,6 +79,15 @@ class Firewalld:
         self._pin_pushes_in, self._pin_pushes_out = anyio.create_memory_object_stream[tuple[str, str]](1000)
         self._pin_reporter = ""  # the session whose listing is being compared
         self.elicitations = ElicitationApprovals(store, pending, self.policies)
+        self.leases = Leases(
+            store, self.guard, enabled=settings.leases, ack_timeout=settings.lease_ack_timeout
+        )
+        self.policies.on_change = lambda path: self.verdicts_changed(f"policy {path} reloaded")
+        self.leases.vetoes.append(self.pins.refusal)  # no lease for a quarantined tool
+        # Leased calls' audit records are acknowledged a little later, together (an answer per
+        # batch would wake the shim once more per call): session -> the highest rid to ack.
+        self._audit_acks: dict[str, int] = {}
+        self._ack_due = anyio.Event()
         self._consoles: set[Peer] = set()
         self._connections = 0
         self._shims: set[Peer] = set()  # a stop waits until they have read their answers
@@ -108,6 +118,7 @@ class Firewalld:
             tg.start_soon(self._broadcaster, name="broadcaster")
             tg.start_soon(self._ingester, name="ingester")
             tg.start_soon(self._pin_pusher, name="pin pusher")
+            tg.start_soon(self._acker, name="lease audit acks")
             task_status.started()
             async with listener:
                 backoff = 0.0
@@ -142,6 +153,32 @@ class Firewalld:
         """Re-read every policy file now (SIGHUP)."""
         self._reload.set()
 
+    def verdicts_changed(self, reason: str) -> None:
+        """Something that decides verdicts changed (a policy reload, a grant, a tool pin): revoke
+        every lease, in every shim, before any decision made from now on reaches one.
+
+        Synchronous and cheap: call it right after the change is in force. The revocation is
+        complete when every shim connected now has acknowledged it (or has been disconnected for
+        not doing so within ``lease_ack_timeout``); the audit row ``leases_revoked`` marks that.
+        """
+        self.leases.revoke(reason, list(self._shim_of.values()))
+
+    async def _acker(self) -> None:
+        """Acknowledge leased calls' audit records, every 20 ms at most, one Ack per shim."""
+        while True:
+            await self._ack_due.wait()
+            self._ack_due = anyio.Event()
+            await anyio.sleep(0.02)
+            due, self._audit_acks = self._audit_acks, {}
+            for session_id, rid in due.items():
+                peer = self._shim_of.get(session_id)
+                if peer is None:
+                    continue  # gone: the shim sends them again on its next connection
+                try:
+                    peer.push(p.Ack(rid))
+                except (anyio.BrokenResourceError, OSError):
+                    pass
+
     async def drain(self, limit: float) -> None:
         """Wait (at most ``limit`` seconds) for the shims to have read every answer sent to them."""
         with anyio.move_on_after(limit):
@@ -151,11 +188,6 @@ class Firewalld:
     async def _broadcaster(self) -> None:
         async for event in self._events_out:
             await self.broadcast(event)
-
-    def verdicts_changed(self, reason: str) -> None:
-        """A verdict given before may not hold any more (a grant or a tool's pin changed): the one
-        place to revoke whatever shims cached of earlier verdicts."""
-        log.info("verdicts changed: %s", reason)
 
     def _pins_changed(self, server: str, reason: str) -> None:
         """A pin's state changed: consoles refresh, and the other chats with that server re-list."""
@@ -213,6 +245,8 @@ class Firewalld:
                 log.info("re-reading the policy files (SIGHUP)")
             for error in self._step("policies", partial(self.policies.recheck_all, force=forced)) or []:
                 await self.broadcast(p.Event("policy", error))
+            if self.leases.revoking:
+                self._step("leases", self.leases.enforce)
             if self._step("expiry", self._expire_and_abandon):
                 await self.broadcast(p.Event("pending", "expired"))
             ended = self._step("grants", self.grants.expire)
@@ -254,6 +288,7 @@ class Firewalld:
         open_sessions = set(self.store.sessions_with_open_actions())
         for session_id in self.sessions.prune(time.time() - 3600, open_sessions):
             self.pending.forget_session(session_id)
+            self.leases.forget(session_id)
 
     def _step(self, name: str, run: Callable[[], T]) -> T | None:
         """Run one housekeeping step; ``None`` (logged once until it works again) if it failed."""
@@ -292,6 +327,7 @@ class Firewalld:
         session: Session | None = None
         console_proc = ""
         counted = False
+        role_shim = False
         try:
             pid, uid = peer_credentials(stream.extra(anyio.abc.SocketAttribute.raw_socket))
             if uid != self._uid:
@@ -315,6 +351,7 @@ class Firewalld:
                 )
                 return
             if hello.role == p.ROLE_SHIM:
+                role_shim = True
                 session = shim = await self._welcome_shim(peer, hello)
                 self._shims.add(peer)
                 self._shim_of[shim.session_id] = peer
@@ -353,6 +390,8 @@ class Firewalld:
             self._shims.discard(peer)
             if session is not None and self._shim_of.get(session.session_id) is peer:
                 del self._shim_of[session.session_id]
+            if role_shim:
+                self.leases.gone(peer, session.session_id if session is not None else None)
             if session is not None:
                 self.sessions.close(session)
                 self.store.audit("session_close", session_id=session.session_id, server=session.server)
@@ -382,6 +421,9 @@ class Firewalld:
 
     async def _welcome_shim(self, peer: Peer, hello: p.Hello) -> Session:
         session, token = self.sessions.open(hello)
+        session.leases = hello.leases
+        if hello.resume and token == hello.resume:
+            self.leases.resumed(session.session_id)
         _, error = self.policies.get(session.config_path, session.server)
         if error:
             await self.broadcast(p.Event("policy", error))
@@ -434,12 +476,17 @@ class Firewalld:
     ) -> None:
         match msg:
             case p.Decide():
-                verdict = self.decisions.decide(session, msg, self._judged.pop(id(msg), None))
+                judged = self._judged.pop(id(msg), None) or self.decisions.prepare(session, msg)()
+                verdict = self.decisions.decide(session, msg, judged)
                 if verdict.action == p.APPROVE:
                     if self._consoles:
                         verdict = verdict._replace(watched=True)  # someone could approve it as it waits
                     if self.elicitations.permitted(session):
                         verdict = verdict._replace(elicit=True)  # the client's dialog may approve it
+                elif verdict.action == p.ALLOW and session.leases:
+                    grant = self.leases.offer(session, judged, verdict)
+                    if grant is not None:
+                        replies.append(grant)
                 replies.append(verdict)
                 self._audit_dirty = True
                 if verdict.action != p.ALLOW:
@@ -482,14 +529,26 @@ class Firewalld:
                 if self.pending.withdraw(session.session_id, msg.action_id):
                     events.append(p.Event("pending", msg.action_id))
             case p.ToolsListed():
+                before = dict(session.tools)
                 if msg.first_page:
                     session.tools.clear()
                 for tool in msg.tools[:10_000]:
                     name, annotations = tool.get("name"), tool.get("annotations")
                     if isinstance(name, str) and isinstance(annotations, dict):
                         session.tools[name] = annotations
+                if session.tools != before:  # trusted annotations may decide differently now
+                    self.leases.revoke_session(session.session_id, self._shim_of.get(session.session_id))
             case p.ToolDefinitions():
                 replies.append(self._tool_definitions(session, msg))
+            case p.LeaseAudit():
+                if self.leases.record(session, msg.calls):
+                    self._audit_dirty = True
+                self._audit_acks[session.session_id] = msg.rid
+                self._ack_due.set()
+            case p.LeasesRevokedAck():
+                peer = self._shim_of.get(session.session_id)
+                if peer is not None:
+                    self.leases.acknowledged(peer, msg.epoch)
             case p.ClientInfo():
                 self.sessions.set_client(session, msg)
                 events.append(p.Event("session", session.session_id))

@@ -47,6 +47,8 @@ class Session:
     prompts: deque[float] = field(default_factory=deque)
     #: Annotations of the tools the server listed, by exact name (a tool never listed has none).
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Its shim takes leases (it said so in its hello).
+    leases: bool = False
 
     def view(self) -> dict[str, Any]:
         """Plain values for a console."""

@@ -86,6 +86,15 @@ class DaemonSettings(BaseSettings):
     """Bytes of unfinished frames held for all connections together; a connection whose frame
     would take more is dropped (its shim fails closed and reconnects)."""
 
+    leases: bool = True
+    """Hand shims leases: reusable verdicts for tools whose verdict cannot depend on the
+    arguments, so an allowed call skips the round trip to the daemon (see the README's "Leases").
+    Off: every call is asked about (the benchmark measures both)."""
+
+    lease_ack_timeout: float = Field(default=2.0, gt=0)
+    """Seconds a shim has to acknowledge that it dropped its revoked leases; a shim that has not
+    is disconnected (which drops them too)."""
+
     @property
     def db_path(self) -> str:
         """The SQLite file."""

@@ -327,6 +327,18 @@ class Store:
         if count:
             log.info("moved %d audit row(s) left in the spool into the log", count)
 
+    def last_lease_seq(self, session_id: str, window: int) -> int:
+        """The highest ``seq`` of the session's leased calls (audit ``action_id`` ``lease:SEQ``)
+        among the last ``window`` rows, spooled ones included; 0 if none."""
+        found = [int(row[6][6:]) for row in self._spooled if row[3] == session_id and _is_lease(row[6])]
+        (last,) = self.db.execute("SELECT MAX(id) FROM audit").fetchone()
+        rows = self.db.execute(
+            "SELECT action_id FROM audit WHERE id > ? AND session_id = ? AND action_id LIKE 'lease:%'",
+            ((last or 0) - window, session_id),
+        )
+        found += [int(a[6:]) for (a,) in rows if _is_lease(a)]
+        return max(found, default=0)
+
     def query_audit(
         self,
         limit: int,
@@ -609,6 +621,10 @@ MAX_SPOOLED = 100_000
 _ROW_ERRORS = (ValueError, OverflowError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 _INGEST = f"INSERT OR IGNORE INTO audit (id, {_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
 _encode_row = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: a lone surrogate is escaped
+
+
+def _is_lease(action_id: object) -> bool:
+    return isinstance(action_id, str) and action_id.startswith("lease:") and action_id[6:].isdigit()
 
 
 def _line(row: AuditRow) -> str:

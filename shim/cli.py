@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         target=target_argv,
         cwd=os.getcwd(),
         pid=os.getpid(),
+        leases=True,
     )
     loop = EventLoop()
     link = DaemonLink(

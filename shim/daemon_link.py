@@ -71,6 +71,12 @@ class DaemonLink:
         self.on_late: Callable[[p.Message], None] | None = None
         #: Called with what the daemon sends unasked (an approval made in a console).
         self.on_push: Callable[[p.Message], None] | None = None
+        #: Called once connected (after the welcome), and when the connection is lost.
+        self.on_ready: Callable[[], None] | None = None
+        self.on_down: Callable[[], None] | None = None
+        #: Called with the rid of an :class:`~daemon.protocol.Ack` that answers no request;
+        #: returns whether it took it (see shim.leases).
+        self.on_ack: Callable[[int], bool] | None = None
         self._next_rid = 1
         self._backoff = 0.01
         self._last_spawn = -1e9
@@ -147,6 +153,27 @@ class DaemonLink:
             del self._reliable[lost]
             log.error("too many records wait for firewalld; the oldest, for %s, is dropped", lost)
         self._reliable_rids[rid] = key
+        if self._state == _READY:
+            self._send(message, None)
+
+    @property
+    def connected(self) -> bool:
+        """Connected and welcomed."""
+        return self._state == _READY
+
+    @property
+    def clear_to_send(self) -> bool:
+        """Connected, and nothing waits to be written: a frame sent now reaches the kernel now."""
+        return self._state == _READY and not self._out
+
+    def new_rid(self) -> int:
+        """A request id no other message of this link uses."""
+        rid = self._next_rid
+        self._next_rid += 1
+        return rid
+
+    def send_now(self, message: p.Message) -> None:
+        """Send a message that expects no answer, if connected (else it is the caller's to keep)."""
         if self._state == _READY:
             self._send(message, None)
 
@@ -302,6 +329,8 @@ class DaemonLink:
                     continue
                 if self._finish(rid, message, ""):
                     continue
+                if isinstance(message, p.Ack) and self.on_ack is not None and self.on_ack(rid):
+                    continue
                 if not (isinstance(message, p.Ack) and self._acknowledged(rid)) and self.on_late:
                     try:
                         self.on_late(message)  # the answer to a request that gave up waiting
@@ -324,6 +353,8 @@ class DaemonLink:
             self._send(sticky, None)
         for record in list(self._reliable.values()):
             self._send(record, None)
+        if self.on_ready is not None:
+            self.on_ready()
         self._send(p.Resynced(), None)  # everything it should know of this session is on its way
         queued, self._queued = self._queued, {}
         for rid, req in queued.items():
@@ -332,6 +363,8 @@ class DaemonLink:
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None
+        if self._state != _DOWN and self.on_down is not None:
+            self.on_down()
         self._state = _DOWN
         self._out.clear()
         if sock is not None:

@@ -33,6 +33,7 @@ from shim.confirm import (
 )
 from shim.elicit import STATE_PREFIX, Elicitations, Elicited
 from shim.jsonrpc import JsonId
+from shim.leases import Leases
 from shim.listing import (
     CONFIRM_TOOL,
     CONFIRM_TOOL_DEF,
@@ -72,10 +73,12 @@ class Firewall(Elicitations, Streaming, Pinning):
         *,
         hold: float = 0.0,
         schedule: Schedule | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._client = to_client
-        self._target = to_target
+        self._target = to_target if leases is None else leases  # it writes to to_target, in order
         self._link = link
+        self._leases = leases
         if hasattr(link, "on_late"):
             link.on_late = self.on_late_reply
         if hasattr(link, "on_push"):
@@ -100,6 +103,19 @@ class Firewall(Elicitations, Streaming, Pinning):
         self.target_alive = True
         #: tools/list pages and approved calls sent so far (see Streaming.may_end_stream).
         self.whole_answers_asked = 0
+
+    def on_push(self, message: p.Message) -> None:
+        """What the daemon sends unasked: leases, pins that changed, or an approval made in a
+        console (see Confirmations.on_push)."""
+        if self._leases is not None and self._leases.on_push(message):
+            return
+        if not self._pins_message(message):
+            super().on_push(message)
+
+    def end_of_input(self) -> None:
+        """The agent's chunk is handled: send the leased calls' audit records, then the calls."""
+        if self._leases is not None:
+            self._leases.flush()
 
     def _request(self, make: Any, callback: Any) -> None:
         self._link.request(make, callback)
@@ -306,6 +322,19 @@ class Firewall(Elicitations, Streaming, Pinning):
         if isinstance(state, str) and state.startswith(STATE_PREFIX):  # the answer of the client's dialog
             self._on_elicited_retry(msg_id, params, state, stateless)
             return
+        leases = self._leases
+        if leases is not None and leases.use(name, arguments, params_json):
+
+            def ask_instead() -> None:  # the daemon was lost as the record left: no lease holds
+                self._inflight.pop(msg_id, None)
+                self._judge(msg_id, name, params_json, stateless)
+
+            self._forward_call(msg_id, params_json, lambda line: leases.defer_line(line, ask_instead))
+            return
+        self._judge(msg_id, name, params_json, stateless)
+
+    def _judge(self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool) -> None:
+        """Ask the daemon about a call; it is forwarded if the verdict is ``allow``."""
         self._ask(
             msg_id,
             name,
@@ -372,7 +401,7 @@ class Firewall(Elicitations, Streaming, Pinning):
         text = f"The MCP Action Firewall failed on the call to '{name}' ({exc!r}); it did not run."
         self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
 
-    def _forward_call(self, msg_id: JsonId, params_json: bytes) -> None:
+    def _forward_call(self, msg_id: JsonId, params_json: bytes, write: Any = None) -> None:
         line = b'{"jsonrpc":"2.0","id":%b,"method":"tools/call","params":%b}' % (
             b"%d" % msg_id if type(msg_id) is int else rpc.dumps(msg_id),  # ints: no json.dumps
             params_json,
@@ -380,7 +409,7 @@ class Firewall(Elicitations, Streaming, Pinning):
         alive = self.target_alive
         if alive:
             self._inflight[msg_id] = "tools/call"
-        if not alive or not self._target.write_line(line):
+        if not alive or not (write or self._target.write_line)(line):
             self._answer_gone(msg_id)
 
     # -- target -> agent ---------------------------------------------------------------------
@@ -412,11 +441,6 @@ class Firewall(Elicitations, Streaming, Pinning):
         if method == "tools/list" and first_page is not None:
             return self._tools_page(msg_id, line, first_page)
         return line
-
-    def on_push(self, message: p.Message) -> None:
-        """What the daemon sends unasked: pins that changed, or an approval made in a console."""
-        if not self._pins_message(message):
-            super().on_push(message)
 
     def on_late_reply(self, reply: p.Message) -> None:
         """An answer that came after its request gave up (or to a listing sent again)."""

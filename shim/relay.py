@@ -23,6 +23,7 @@ from types import FrameType
 from shim.daemon_link import DaemonLink
 from shim.firewall import Firewall
 from shim.framing import LinePart, LineSplitter, LineTooLong
+from shim.leases import Leases
 from shim.loop import CHUNK, HIGH_WATER, SMALL_CHUNK, EventLoop, OutStream, Timer
 from shim.streaming import Streamed
 from shim.target import Target
@@ -64,7 +65,15 @@ class Relay:
         self._stdin = stdin
         self._client_out = OutStream(loop, stdout, on_drained=self._resume_target)
         self._target_in = OutStream(loop, target.stdin_fd, on_drained=self._resume_client)
-        self.firewall = Firewall(self._client_out, self._target_in, link, hold=hold, schedule=loop.call_later)
+        self.leases = Leases(link, self._target_in)
+        link.on_ready, link.on_down, link.on_ack = (
+            self.leases.connected,
+            self.leases.lost,
+            self.leases.acknowledged,
+        )
+        self.firewall = Firewall(
+            self._client_out, self._target_in, link, hold=hold, schedule=loop.call_later, leases=self.leases
+        )
         self._client_lines = LineSplitter(MAX_CLIENT_LINE)
         self._target_lines = LineSplitter(MAX_TARGET_LINE, stream_after=STREAM_AFTER)
         self._streamed: Streamed | None = None  # the target's line open on the agent's pipe
@@ -121,6 +130,7 @@ class Relay:
         self._client_want = CHUNK if len(chunk) == self._client_want else SMALL_CHUNK
         for line in self._client_lines.feed(chunk):
             self._client_line(line)
+        self.firewall.end_of_input()
         if self._target_in.queued > HIGH_WATER:
             self._loop.remove_reader(self._stdin)  # the target is not reading: stop reading for it
         elif self._client_out.held > HIGH_WATER:

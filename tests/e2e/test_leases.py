@@ -1,0 +1,196 @@
+"""Leases through real processes: a shim, the fixture server, firewalld and its audit log.
+
+Allowed calls skip the daemon's round trip under a lease, and each still has its audit row; a
+policy reload (and a grant or pin change, through the test trigger that calls
+``verdicts_changed``) revokes the leases before the daemon says the revocation is complete; a
+kill -9 of the daemon while leased calls flow loses no audit row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Daemon, connected_sessions, effects_of, fixture_shim, wait_until, write_config
+from helpers.wire import Peer, call, initialize, notification
+
+#: Allows delete_user by name alone (so it gets a lease), and records each run in the effects file.
+ALLOW_DELETE = {"global": {"allow_prefixes": ["delete_user", "read_"], "block_keywords": []}}
+#: The same, after the reload: delete_user needs approval.
+PAUSE_DELETE = {"global": {"allow_prefixes": ["read_"], "block_keywords": ["delete"]}}
+
+
+def start(daemon: Daemon, effects: Path, config: Path | None = None, *extra: str) -> Peer:
+    """A shim around the fixture server, initialized."""
+    peer = Peer(
+        fixture_shim(effects, config=config, extra=extra), daemon.env, stderr=daemon.home / "shim.err"
+    )
+    peer.ask(initialize(0))
+    peer.send(notification("notifications/initialized"))
+    return peer
+
+
+def lease_rows(daemon: Daemon) -> list[dict[str, Any]]:
+    return [r for r in daemon.audit(5000) if (r.get("action_id") or "").startswith("lease:")]
+
+
+def revocations(daemon: Daemon) -> list[dict[str, Any]]:
+    return [r for r in daemon.audit(5000) if r["event"] == "leases_revoked"]
+
+
+def ok(answer: dict[str, Any]) -> bool:
+    result = answer.get("result")
+    return isinstance(result, dict) and not result.get("isError")
+
+
+def test_allowed_calls_run_under_a_lease_each_with_its_audit_row(daemon: Daemon, tmp_path: Path) -> None:
+    """The first call is judged by the daemon and brings a lease; the next ones run under it,
+    each with a ``lease:N`` audit row holding its arguments. A call whose arguments look like a
+    path is judged by the daemon again."""
+    with start(daemon, tmp_path / "fx") as peer:
+        for i in range(1, 31):
+            answer = peer.ask(call(i, "read_note", {"name": f"note{i}"}))
+            assert ok(answer), answer
+        answer = peer.ask(call(99, "read_note", {"name": "some/where"}))
+        assert ok(answer), answer
+        peer.close()
+    rows = [r for r in daemon.audit(5000) if r["event"] == "decision"]
+    leased = {r["detail"] for r in rows if (r.get("action_id") or "").startswith("lease:")}
+    asked = {r["detail"] for r in rows if not (r.get("action_id") or "").startswith("lease:")}
+    for i in range(1, 31):
+        assert sum(f'"note{i}"' in d for d in leased | asked) == 1, f"note{i} has not exactly one row"
+    assert len(leased) >= 25, "calls after the first should run under the lease"
+    assert any("some/where" in d for d in asked), "a path-like argument must be judged by the daemon"
+    assert all(r["decision"] == "allow" and r["rule"].endswith("(lease)") for r in lease_rows(daemon))
+
+
+def flow_calls(peer: Peer, state: dict[str, Any], stop: threading.Event) -> None:
+    """Call delete_user with ids 1, 2, 3... one after another until ``stop``; note each answer."""
+    while not stop.is_set():
+        state["next"] += 1
+        msg_id = state["next"]
+        answer = peer.ask(call(msg_id, "delete_user", {"id": msg_id}))
+        state["answers"][msg_id] = answer
+
+
+def test_no_call_after_a_completed_reload_uses_the_old_lease(daemon: Daemon, tmp_path: Path) -> None:
+    """Calls flow under a lease; the policy file is changed (delete_user now needs approval) and
+    the daemon reloads it (SIGHUP). From the moment the audit log says the revocation is complete
+    (every shim acknowledged), no call that the agent sends runs: the server records none."""
+    effects = tmp_path / "fx"
+    config = write_config(tmp_path / "policy.json", ALLOW_DELETE)
+    state: dict[str, Any] = {"next": 0, "answers": {}}
+    stop = threading.Event()
+    with start(daemon, effects, config) as peer:
+        flow = threading.Thread(target=flow_calls, args=(peer, state, stop), daemon=True)
+        flow.start()
+        try:
+            wait_until(lambda: len(lease_rows(daemon)) >= 20, what="calls under a lease")
+            write_config(config, PAUSE_DELETE)
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: revocations(daemon), what="the revocation to complete")
+            first_after = state["next"] + 1  # every call from this one on was sent after completion
+            wait_until(lambda: state["next"] > first_after + 30, what="calls after the reload")
+        finally:
+            stop.set()
+            flow.join(30)
+        peer.close()
+    ran = {e["id"] for e in effects_of(effects)}
+    assert ran, "calls ran before the reload"
+    late = sorted(i for i in ran if i >= first_after)
+    assert late == [], f"calls {late} ran under a revoked lease"
+    assert not any(ok(a) for i, a in state["answers"].items() if i >= first_after)
+    (row,) = revocations(daemon)
+    assert "reloaded" in row["detail"] and "1 shim(s) acknowledged" in row["detail"]
+
+
+def test_grant_or_pin_change_revokes_leases(home: Path, tmp_path: Path) -> None:
+    """``verdicts_changed`` (what a grant or tool-pin change calls; here through the test trigger)
+    voids the shim's lease: the next call is judged by the daemon again, then leased anew."""
+    daemon = Daemon(home)
+    daemon.env["FIREWALLD_FAILPOINTS"] = "sigusr2.verdicts_changed"
+    daemon.start()
+    try:
+        with start(daemon, tmp_path / "fx") as peer:
+            for i in range(1, 6):
+                assert ok(peer.ask(call(i, "read_note", {"name": f"before{i}"})))
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGUSR2)
+            wait_until(lambda: revocations(daemon), what="the revocation to complete")
+            for i in range(6, 11):
+                assert ok(peer.ask(call(i, "read_note", {"name": f"after{i}"})))
+            peer.close()
+        rows = {r["detail"]: r for r in daemon.audit(5000) if r["event"] == "decision"}
+
+        def leased(name: str) -> bool:
+            (row,) = [r for d, r in rows.items() if f'"{name}"' in d]
+            return (row.get("action_id") or "").startswith("lease:")
+
+        assert not leased("before1") and all(leased(f"before{i}") for i in range(2, 6))
+        assert not leased("after6"), "the call after the revocation must be judged by the daemon"
+        assert all(leased(f"after{i}") for i in range(7, 11)), "and the new verdict leased again"
+        (row,) = revocations(daemon)
+        assert "test trigger" in row["detail"]
+    finally:
+        daemon.stop()
+
+
+def test_kill9_while_leased_calls_flow_loses_no_audit_row(daemon: Daemon, tmp_path: Path) -> None:
+    """The daemon is frozen (SIGSTOP) while leased calls flow, so their records sit unread in its
+    socket, then killed (-9) and started again. After the shim reconnects, every call that ran has
+    exactly one audit row; calls made while the daemon was dead did not run (fail closed)."""
+    effects = tmp_path / "fx"
+    config = write_config(tmp_path / "policy.json", ALLOW_DELETE)
+    with start(daemon, effects, config, "--decision-timeout", "1") as peer:
+        msg_id = 0
+
+        def calls(count: int) -> None:
+            nonlocal msg_id
+            for _ in range(count):
+                msg_id += 1
+                peer.ask(call(msg_id, "delete_user", {"id": msg_id}))
+
+        calls(50)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGSTOP)
+        calls(100)  # leased: they run while the daemon reads nothing
+        daemon.kill9()
+        calls(5)  # no daemon: these must not run
+        daemon.start()
+        wait_until(lambda: connected_sessions(daemon), what="the shim to reconnect")
+        calls(50)
+        peer.close()
+    ran = [e["id"] for e in effects_of(effects)]
+    assert len(ran) >= 190, f"only {len(ran)} calls ran"
+    assert not set(range(151, 156)) & set(ran), "calls ran while no daemon was there"
+    audited: list[int] = []
+    for row in daemon.audit(5000):
+        if row["event"] == "decision" and row["decision"] == "allow" and row["tool"] == "delete_user":
+            audited += [int(n) for n in re.findall(r'"id":(\d+)', row["detail"] or "")]
+    assert sorted(audited) == sorted(ran), "every call that ran has exactly one audit row"
+    assert len(lease_rows(daemon)) >= 150
+
+
+@pytest.mark.parametrize(
+    "argument", ["~", "a/b", "..", ".ssh", "$HOME", "%2e%2e", "file:x", "ｆｉｌｅ：x", "a∕b"]
+)
+def test_path_like_arguments_are_always_judged(daemon: Daemon, tmp_path: Path, argument: str) -> None:
+    """With a lease held, a call whose argument has any path-like feature is asked about."""
+    with start(daemon, tmp_path / "fx") as peer:
+        assert ok(peer.ask(call(1, "read_note", {"name": "first"})))
+        assert ok(peer.ask(call(2, "read_note", {"name": "second"})))
+        peer.ask(call(3, "read_note", {"name": argument}))
+        peer.close()
+    rows = [r for r in daemon.audit(5000) if r["event"] == "decision"]
+    (second,) = [r for r in rows if '"second"' in (r["detail"] or "")]
+    assert (second.get("action_id") or "").startswith("lease:")
+    third = [r for r in rows if json.dumps(argument, ensure_ascii=False)[1:-1] in (r["detail"] or "")]
+    third = [r for r in third if '"first"' not in r["detail"] and '"second"' not in r["detail"]]
+    assert third and not (third[0].get("action_id") or "").startswith("lease:")
