@@ -140,6 +140,10 @@ def _print_pending(listing: Any, *, as_json: bool) -> None:
             f"  {s['session_id']}  {s['server'] or '-':12} {s['client'] or '(unknown client)'}  "
             f"{' '.join(s['target'])}"
         )
+        section = f", server section {s['server']!r}" if s["server"] else ""
+        emit(f"      policy: {s.get('config_path') or '(bundled defaults)'}{section}")
+        for warning in s.get("warnings") or []:
+            emit(f"      warning: {warning}")
     now = time.time()
     for a in actions:
         left = max(0, int(a["deadline"] - now))
