@@ -318,6 +318,13 @@ class _StopSignals:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
 
+    def ignore(self) -> None:
+        """From now to the exit, ignore them in the kernel: the interpreter's finalisation puts
+        Python-level handlers back to the default actions (a late Ctrl-C would then kill us with
+        status 130), but leaves ignored signals ignored."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+
     def attach(self, loop: Any, stop: Any, reload: Any) -> None:
         """Deliver to this event loop from now on (a stop asked for before it ran is delivered now)."""
         self._loop, self._stop, self._reload = loop, stop, reload
@@ -466,4 +473,5 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
             except OSError:
                 pass
         os.close(lock)
+        stops.ignore()
     return 0
