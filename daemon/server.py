@@ -174,6 +174,7 @@ class Firewalld:
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
             self._step("sessions", self._forget_old_sessions)
+            self._step("counters", self.sessions.save_counts)
             try:
                 await anyio.to_thread.run_sync(self.store.checkpoint)
                 self._step("checkpoint", bool)

@@ -15,7 +15,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from conftest import ROOT, Daemon, fixture_shim, wait_for_socket, wait_until, write_config
+from conftest import (
+    ROOT,
+    Daemon,
+    connected_sessions,
+    fixture_shim,
+    wait_for_socket,
+    wait_until,
+    write_config,
+)
 from daemon.config import load_config
 from helpers.mcp_agent import connect, tool_text
 
@@ -259,3 +267,28 @@ async def test_strict_name_refuses_and_the_client_sees_it_exit(daemon: Daemon, t
                 await agent.list_tools()
     assert not isinstance(raised.value, TimeoutError)
     assert not (tmp_path / "fx").exists()  # the server never ran a call
+
+
+async def test_session_counters_survive_a_daemon_restart(daemon: Daemon, tmp_path: Path) -> None:
+    """The console's allowed / paused / denied counts of a session are the same after a restart."""
+    config = write_config(
+        tmp_path / "policy.json",
+        {"global": {"allow_prefixes": ["read_"], "rules": [{"tool": "transfer_funds", "action": "deny"}]}},
+    )
+    command = fixture_shim(tmp_path / "fx", config=config, extra=("--decision-timeout", "1"))
+    async with connect(command, mode="auto", env=daemon.env) as agent:
+        for name in ("a", "b"):
+            assert not (await agent.call_tool("read_note", {"name": name})).is_error
+        await agent.call_tool("delete_user", {"id": 1})
+        await agent.call_tool("transfer_funds", {"amount": 1})
+        (before,) = connected_sessions(daemon)
+        assert (before["allowed"], before["paused"], before["denied"]) == (2, 1, 1)
+        daemon.stop()
+        daemon.start()
+        await anyio.to_thread.run_sync(lambda: wait_until(lambda: connected_sessions(daemon), what="resume"))
+        (after,) = connected_sessions(daemon)
+        assert after["session_id"] == before["session_id"]
+        assert (after["allowed"], after["paused"], after["denied"]) == (2, 1, 1)
+        assert not (await agent.call_tool("read_note", {"name": "c"})).is_error
+        (later,) = connected_sessions(daemon)
+        assert later["allowed"] == 3
