@@ -115,7 +115,8 @@ def write_starter(path: str, *, force: bool) -> None:
     """
     text = starter_policy()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    # O_NOFOLLOW: a symlink planted where the policy goes is refused, never written through.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
