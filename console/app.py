@@ -8,6 +8,7 @@ and screenshots pass a :class:`~console.replay.ReplayBackend` and a frozen clock
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from textual.worker import get_current_worker
 from console.client import ConsoleError
 from console.confirm import ConfirmScreen
 from console.connection import Backend, DaemonBackend
-from console.desktop import desktop_notify
+from console.desktop import desktop_notify, notification_command
 from console.history import HistoryPane
 from console.messages import (
     ArgumentsLoaded,
@@ -84,6 +85,8 @@ class FirewallConsole(App[None]):
         self._filter_timer: Timer | None = None
         #: Policy load errors the daemon reported, oldest first.
         self.policy_problems: list[str] = []
+        #: The user was told desktop notifications do not work here (told once).
+        self._desktop_told = False
 
     def compose(self) -> ComposeResult:
         """Header, three tabs, footer."""
@@ -103,6 +106,14 @@ class FirewallConsole(App[None]):
         self.query_one(ActionList).focus()
         self._link()
         self.set_interval(1.0, self._tick, name="countdown")
+        if self.desktop_notifications and self._notifier is desktop_notify:
+            if notification_command("", "") is None:
+                self._desktop_told = True
+                self._no_desktop(
+                    "notify-send is not installed (Debian/Ubuntu: apt install libnotify-bin)"
+                    if sys.platform != "darwin"
+                    else "osascript was not found"
+                )
 
     # -- workers: the only code that reaches the daemon ----------------------------------------
 
@@ -161,9 +172,21 @@ class FirewallConsole(App[None]):
     @work(thread=True, group="desktop", name="desktop notification")
     def _desktop(self, title: str, body: str) -> None:
         try:
-            self._notifier(title, body)
+            shown = self._notifier(title, body)
         except Exception:  # a desktop without notifications must not disturb the console
-            pass
+            shown = False
+        if shown is False and not self._desktop_told:
+            self._desktop_told = True  # said once, not at every action
+            self.call_from_thread(self._no_desktop, "the notification command failed")
+
+    def _no_desktop(self, why: str) -> None:
+        self.notify(
+            f"--desktop-notify: {why}; new actions are announced in this window only.",
+            title="No desktop notifications",
+            severity="warning",
+            timeout=15,
+            markup=False,
+        )
 
     # -- what the workers report -------------------------------------------------------------
 
@@ -215,7 +238,9 @@ class FirewallConsole(App[None]):
             return
         self.policy_problems.append(message.detail)
         self.notify(
-            visible(message.detail),
+            # One visible() per line: it spells a newline out as \u000a, and a policy error has
+            # one line per problem.
+            "\n".join(visible(line) for line in message.detail.splitlines()),
             title="Policy file problem: calls under it are denied",
             severity="error",
             timeout=60,

@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         "(notify-send or osascript; never shows the code)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    pending = sub.add_parser("pending", help="list sessions and pending actions with their codes")
+    pending = sub.add_parser(
+        "pending",
+        help="list sessions (with their policy file) and pending actions with their codes",
+        epilog="examples:\n  firewall-console pending\n  firewall-console pending --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     pending.add_argument("--json", action="store_true", help="machine-readable output")
     approve = sub.add_parser(
         "approve",
@@ -44,9 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: firewall-console approve A-1F2E3D4C",
     )
     approve.add_argument("action_id", metavar="ID", help="the action id, e.g. A-1F2E3D4C")
-    deny = sub.add_parser("deny", help="deny a pending action (the agent's confirm will then fail)")
+    deny = sub.add_parser(
+        "deny",
+        help="deny a pending action (the agent's confirm will then fail)",
+        epilog="example: firewall-console deny A-1F2E3D4C A-7229D798",
+    )
     deny.add_argument("action_id", metavar="ID", nargs="+", help="action id(s), e.g. A-1F2E3D4C")
-    show = sub.add_parser("show", help="show one pending action's full arguments (listings cut big ones)")
+    show = sub.add_parser(
+        "show",
+        help="show one pending action's full arguments (listings cut big ones)",
+        epilog="examples:\n  firewall-console show A-1F2E3D4C\n  firewall-console show A-1F2E3D4C --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     show.add_argument("action_id", metavar="ID", help="action id, e.g. A-1F2E3D4C")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     tools = sub.add_parser(
@@ -74,7 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         review.add_argument(
             "what", metavar="ID | SERVER TOOL", nargs="+", help="a review id, or server and tool"
         )
-    log = sub.add_parser("log", help="show the audit log, newest first")
+    log = sub.add_parser(
+        "log",
+        help="show the audit log, newest first",
+        epilog="examples:\n  firewall-console log --limit 20\n  firewall-console log --server stripe --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     log.add_argument("--json", action="store_true", help="machine-readable output")
     log.add_argument("--limit", type=int, default=50, metavar="N", help="how many rows (default 50)")
     log.add_argument("--session", help="only this session id")
@@ -175,6 +194,10 @@ def _print_pending(listing: Any, *, as_json: bool) -> None:
             f"  {s['session_id']}  {s['server'] or '-':12} {s['client'] or '(unknown client)'}  "
             f"{' '.join(s['target'])}"
         )
+        section = f", server section {s['server']!r}" if s["server"] else ""
+        emit(f"      policy: {s.get('config_path') or '(bundled defaults)'}{section}")
+        for warning in s.get("warnings") or []:
+            emit(f"      warning: {warning}")
     now = time.time()
     for a in actions:
         left = max(0, int(a["deadline"] - now))

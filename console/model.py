@@ -161,6 +161,16 @@ class SessionInfo:
     allowed: int
     paused: int
     denied: int
+    #: The policy file the session uses ("" for the bundled defaults).
+    config_path: str = ""
+    #: What is wrong with its policy: a --name that matches no server section, a file that does not load.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def policy(self) -> str:
+        """Which policy file and server section the session uses, in words."""
+        where = self.config_path or "(bundled defaults)"
+        return f"{where} [{self.server}]" if self.server else where
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +239,8 @@ def session_from_wire(raw: Mapping[str, Any]) -> SessionInfo:
         allowed=_int(raw, "allowed"),
         paused=_int(raw, "paused"),
         denied=_int(raw, "denied"),
+        config_path=_str(raw, "config_path"),
+        warnings=_strings(raw, "warnings"),
     )
 
 

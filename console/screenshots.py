@@ -43,6 +43,7 @@ _GITHUB = SessionInfo(
     allowed=41,
     paused=3,
     denied=1,
+    config_path="/home/ada/.config/mcp-action-firewall/firewall_config.json",
 )
 _POSTGRES = SessionInfo(
     session_id="S-0B44E1D9",
@@ -56,6 +57,11 @@ _POSTGRES = SessionInfo(
     allowed=12,
     paused=1,
     denied=0,
+    config_path="/home/ada/src/shop/firewall_config.json",
+    warnings=(
+        "--name 'postgres' matches no server section of /home/ada/src/shop/firewall_config.json "
+        "(its sections: 'database'), so only the global rules apply",
+    ),
 )
 _STRIPE = SessionInfo(
     session_id="S-52C8A0FE",

@@ -19,6 +19,7 @@ _COLUMNS = (
     "Client",
     "Target",
     "Working directory",
+    "Policy [server section]",
 )
 
 
@@ -36,6 +37,10 @@ def _row(session: SessionInfo) -> list[Text]:
         ),
         Text(command_line(session.target), style=muted),
         Text(visible(session.cwd), style=muted),
+        Text(
+            ("⚠ " if session.warnings else "") + visible(session.policy),
+            style=muted or ("bold yellow" if session.warnings else ""),
+        ),
     ]
 
 
@@ -67,11 +72,15 @@ class SessionsPane(Vertical):
         if keep in ids:
             table.move_cursor(row=ids.index(keep), animate=False)
         live = sum(1 for s in sessions if s.connected)
-        self.query_one("#sessions-summary", Static).update(
+        summary = Text(
             f"{live} connected session{'' if live == 1 else 's'}, {len(sessions) - live} closed"
             if sessions
             else "No session yet: sessions appear when an MCP client starts a server through the firewall."
         )
+        for s in sessions:
+            for warning in s.warnings if s.connected else ():
+                summary.append(f"\n⚠ {visible(s.session_id)}: {visible(warning)}", style="bold yellow")
+        self.query_one("#sessions-summary", Static).update(summary)
 
     def show_offline(self) -> None:
         """No daemon: nothing known."""

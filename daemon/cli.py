@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,30 +34,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="firewalld 0.4.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the daemon in the foreground (the default)")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground (the default)",
+        epilog="example: firewalld run -v   (or just: firewalld)",
+    )
     _add_run_options(run)
     explain = sub.add_parser(
-        "explain", help="dry run: show which rule decides a tool call, without running anything"
+        "explain",
+        help="dry run: show which rule decides a tool call, without running anything",
+        epilog="example: firewalld explain --name stripe refund_payment '{\"amount\": 150000}'",
     )
     explain.add_argument("tool", help="the tool name, as the agent would call it")
     explain.add_argument(
         "arguments", nargs="?", default="{}", help="the call's arguments as JSON (default {})"
     )
-    explain.add_argument(
-        "--config", metavar="FILE", help="policy file (default ./firewall_config.json, else bundled)"
-    )
+    explain.add_argument("--config", metavar="FILE", help=f"policy file (default: {_SEARCH})")
     explain.add_argument("--name", help="the server section to apply (servers.NAME)")
     explain.add_argument(
         "--session",
         metavar="ID",
         help="also weigh the grants made for this chat (S-...); the daemon's other grants always count",
     )
-    check = sub.add_parser("check-config", help="validate a policy file and exit")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a policy file and exit",
+        epilog="example: firewalld check-config ~/.config/mcp-action-firewall/firewall_config.json",
+    )
     check.add_argument("config", metavar="FILE")
+    _add_life_commands(sub)
     for name, verb in (("install-service", "write and enable"), ("uninstall-service", "disable and remove")):
         svc = sub.add_parser(
             name,
             help=f"{verb} the user service (systemd socket activation on Linux, a launchd agent on macOS)",
+            epilog=f"examples:\n  firewalld {name}\n  firewalld {name} --files-only --unit-dir /tmp/units",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         svc.add_argument("--socket", metavar="PATH", help="socket path (default: derived from HOME)")
         svc.add_argument("--unit-dir", metavar="DIR", help="where the unit files go (default: the user's)")
@@ -69,6 +81,38 @@ def _parser() -> argparse.ArgumentParser:
         "--print", action="store_true", help="print the files instead of writing them"
     )
     return parser
+
+
+_SEARCH = "./firewall_config.json, else the user's policy file (firewalld init), else the bundled one"
+
+
+def _add_life_commands(sub: Any) -> None:
+    init = sub.add_parser(
+        "init",
+        help="write a starter policy (with notes) where the shim and the daemon look for it",
+        epilog="examples:\n  firewalld init\n  firewalld init --force   # replace the one you have",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.add_argument("--path", metavar="FILE", help="write it here instead (give it to shims with --config)")
+    status = sub.add_parser(
+        "status",
+        help="is the daemon running? pid, socket, uptime, sessions, pending actions, policy files "
+        "(exit 3 when it is not running)",
+        epilog="examples:\n  firewalld status\n  firewalld status --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--socket", metavar="PATH", help="socket path (default: derived from HOME)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    stop = sub.add_parser(
+        "stop",
+        help="stop the running daemon and wait until it has gone (exit 3 when none runs)",
+        epilog="example: firewalld stop --timeout 30",
+    )
+    stop.add_argument("--socket", metavar="PATH", help="socket path (default: derived from HOME)")
+    stop.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="how long to wait (default 10)"
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         return _explain(args.config, None, None, None)
     if args.command in ("install-service", "uninstall-service"):
         return _service(args)
+    if args.command in ("init", "status", "stop"):
+        from daemon import control
+
+        if args.command == "init":
+            return control.init(args.path, force=args.force)
+        socket_path = args.socket or p.default_socket_path()
+        if args.command == "status":
+            return control.status(socket_path, as_json=args.json)
+        return control.stop(socket_path, timeout=args.timeout)
     overrides = {k: v for k, v in (("socket_path", args.socket), ("state_dir", args.state_dir)) if v}
     if args.verbose:
         overrides["log_level"] = "DEBUG" if args.verbose > 1 else "INFO"
@@ -112,8 +165,10 @@ def _explain(
     from daemon.config import ConfigError
     from daemon.policy import load_policy
 
-    if config is None and os.path.isfile("firewall_config.json"):
-        config = "firewall_config.json"
+    if config is None:
+        from daemon.userconfig import find_policy
+
+        config = find_policy(os.getcwd())
     try:
         policy = load_policy(config, name)
     except ConfigError as exc:
@@ -174,17 +229,20 @@ def _service(args: argparse.Namespace) -> int:
         for f in files:
             print(f"# {f.path}\n{f.text}")
         return 0
+    failed: list[str] = []
     try:
         if args.command == "install-service":
             done = service.install(files, activate=not args.files_only)
         else:
-            done = service.uninstall(files, activate=not args.files_only)
+            done, failed = service.uninstall(files, activate=not args.files_only)
     except (service.ServiceError, OSError) as exc:
         print(f"firewalld: {exc}", file=sys.stderr)
         return 1
     for line in done:
         print(line)
-    return 0
+    for line in failed:
+        print(f"firewalld: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 class _JsonFormatter(logging.Formatter):
@@ -272,6 +330,92 @@ def _activated_socket() -> socket.socket | None:
     return socket.socket(fileno=3)
 
 
+class _StopSignals:
+    """SIGTERM, SIGINT and SIGHUP on Python-level handlers installed once and never removed.
+
+    anyio's signal receiver hands the signals back to their default actions when it closes, so a
+    second Ctrl-C while the daemon closed its database printed a ``KeyboardInterrupt`` traceback,
+    and a second SIGTERM killed it with status 143. Here the first SIGTERM or SIGINT starts the
+    stop and every later one is ignored, until the process has exited 0; SIGHUP re-reads the
+    policies. The handlers run on the main thread between bytecodes and only hand work to the loop.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._loop: Any = None
+        self._stop: Any = None
+        self._reload: Any = None
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+
+    def ignore(self) -> None:
+        """From now to the exit, ignore them in the kernel: the interpreter's finalisation puts
+        Python-level handlers back to the default actions (a late Ctrl-C would then kill us with
+        status 130), but leaves ignored signals ignored."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+
+    def attach(self, loop: Any, stop: Any, reload: Any) -> None:
+        """Deliver to this event loop from now on (a stop asked for before it ran is delivered now)."""
+        self._loop, self._stop, self._reload = loop, stop, reload
+        if self.reason is not None:
+            loop.call_soon(stop)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            if self.reason is None:
+                self._call(self._reload)
+            return
+        self.request(f"signal {signum} ({signal.Signals(signum).name})")
+
+    def request(self, reason: str) -> None:
+        """Stop the daemon, once (as on SIGTERM)."""
+        if self.reason is None:
+            self.reason = reason
+            self._call(self._stop)
+
+    def _call(self, func: Any) -> None:
+        if self._loop is not None and func is not None:
+            try:
+                self._loop.call_soon_threadsafe(func)
+            except RuntimeError:  # the loop has closed: the daemon is on its way out anyway
+                pass
+
+
+#: Seconds between two checks that the daemon's installed files are still there.
+INSTALL_CHECK = 1.0
+
+
+def _installed_files() -> list[str]:
+    """Files whose disappearance means this daemon was uninstalled (or its environment removed)."""
+    import daemon
+
+    package = os.path.dirname(os.path.abspath(daemon.__file__ or "."))
+    return [os.path.join(package, "__init__.py"), os.path.join(package, "cli.py"), sys.executable]
+
+
+async def _watch_install(stop: Any) -> None:
+    """Stop the daemon once its installed files are gone: it could not import what it lazily needs,
+    and the shim starts the newly installed one (if any) on demand."""
+    import anyio
+
+    files = _installed_files()
+    while True:
+        await anyio.sleep(INSTALL_CHECK)
+        # A few stats of local files a second: cheaper than a thread hop.
+        missing = next((f for f in files if not os.path.exists(f)), None)  # noqa: ASYNC240
+        if missing is not None:
+            log.error(
+                "stopping: the installed files are gone (%s no longer exists): firewalld was "
+                "uninstalled or its environment removed; a shim starts the installed one on demand",
+                missing,
+            )
+            stop("its installed files were removed")
+            return
+
+
 def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
     """Run firewalld until SIGTERM or SIGINT; returns the exit status."""
     os.umask(0o077)  # the database, key, log and socket are the user's alone
@@ -321,12 +465,18 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
     activated = _activated_socket()
 
     async def serve() -> None:
+        import asyncio
+
         from anyio.abc import SocketListener
 
+        stopping = anyio.Event()
+        stops.attach(asyncio.get_running_loop(), stopping.set, app.reload)
         from daemon import failpoints
 
-        test_signals = [signal.SIGUSR2] if failpoints.armed("sigusr2.verdicts_changed") else []
-
+        if failpoints.armed("sigusr2.verdicts_changed"):  # a test's stand-in for a grant or pin change
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR2, app.verdicts_changed, "a grant or pin changed (test trigger)"
+            )
         if activated is not None:
             listener = await SocketListener.from_socket(activated)
         else:
@@ -335,22 +485,15 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(app.serve, listener)
             log.info("listening on %s (pid %d)", settings.socket_path, os.getpid())
-            with anyio.open_signal_receiver(
-                signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *test_signals
-            ) as signals:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        app.reload()
-                        continue
-                    if signum == signal.SIGUSR2:
-                        app.verdicts_changed("a grant or pin changed (test trigger)")
-                        continue
-                    log.info("stopping on signal %d", signum)
-                    await listener.aclose()  # no new connections; answer what is being answered
-                    await app.drain(2.0)
-                    tg.cancel_scope.cancel()
-                    break
+            tg.start_soon(_watch_install, stops.request, name="install watch")
+            await stopping.wait()
+            log.info("stopping: %s", stops.reason)
+            await listener.aclose()  # no new connections; answer what is being answered
+            await app.drain(2.0)
+            tg.cancel_scope.cancel()
 
+    stops = _StopSignals()
+    stops.install()  # from here to the exit: a second SIGTERM or SIGINT while stopping is ignored
     # Modules and settings are loaded and live as long as the daemon: out of the collector's
     # sight, a full collection (7 ms over these 35,000 objects, every decision waiting behind it)
     # never walks them again.
@@ -368,4 +511,5 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
             except OSError:
                 pass
         os.close(lock)
+        stops.ignore()
     return 0

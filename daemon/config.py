@@ -285,6 +285,8 @@ class Rule(_Model):
 
 
 class _Section(_Model):
+    description: str | list[str] | None = None
+    """Free text (or a list of lines) documenting the section; JSON has no comments."""
     allow_prefixes: list[str] = []
     """Tool-name prefixes that are allowed; a server's list extends the global one."""
     block_keywords: list[str] = []

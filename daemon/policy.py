@@ -201,11 +201,14 @@ class Policy:
         g = cfg.global_
         server = cfg.servers.get(server_name) if server_name is not None else None
         self.server_name = server_name
+        #: The policy's server section names (what ``--name`` may select).
+        self.server_sections = list(cfg.servers)
         self.warnings: tuple[str, ...] = ()
         if server_name is not None and server is None:
-            self.warnings = (
-                f"server {server_name!r} is not in the policy's servers section; only global rules apply",
-            )
+            from daemon.userconfig import unknown_name
+
+            warning = unknown_name(server_name, list(cfg.servers), "the policy")
+            self.warnings = (warning,) if warning else ()
         where = f"servers.{server_name}"
         sections = [(where, server), ("global", g)] if server is not None else [("global", g)]
         self._rules = tuple(

@@ -538,6 +538,38 @@ class ReviewTool(NamedTuple):
     accept: bool
 
 
+@_register("daemon_status_query")
+class StatusQuery(NamedTuple):
+    """Ask the daemon about itself (console only): ``firewalld status``."""
+
+    rid: int
+
+
+@_register("daemon_status_report")
+class StatusReport(NamedTuple):
+    """The answer to :class:`StatusQuery`. ``policies``: one map per policy file and server
+    section in use by a connected session (``path``: None for the bundled one; ``server``;
+    ``sessions``: how many; ``error``: why it does not load, or None; ``warnings``)."""
+
+    rid: int
+    pid: int
+    version: str
+    started: float
+    socket_path: str
+    state_dir: str
+    sessions: int
+    pending: int
+    policies: list[dict[str, Any]]
+
+
+@_register("daemon_stop")
+class StopDaemon(NamedTuple):
+    """Ask the daemon to stop as on SIGTERM (console only): ``firewalld stop``. Answered with
+    :class:`Ack` before it stops."""
+
+    rid: int
+
+
 @_register("ack")
 class Ack(NamedTuple):
     """A request succeeded."""
@@ -600,6 +632,9 @@ Message = (
     | ListGrants
     | GrantList
     | RevokeGrant
+    | StatusQuery
+    | StatusReport
+    | StopDaemon
 )
 
 E_BAD_REQUEST = "bad_request"

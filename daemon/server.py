@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
 
-from daemon import failpoints
+from daemon import failpoints, status
 from daemon import protocol as p
 from daemon.decisions import Decisions, Judged
 from daemon.elicitation import ElicitationApprovals
@@ -108,6 +109,7 @@ class Firewalld:
         self._budget = Budget(settings.max_buffered_bytes)
         self._unauthenticated: dict[Peer, anyio.CancelScope] = {}  # oldest first
         self._failing: set[str] = set()  # housekeeping steps whose last try failed
+        self.started = time.time()
 
     async def serve(
         self, listener: SocketListener, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -256,6 +258,7 @@ class Firewalld:
                 self._audit_dirty = False
                 await self.broadcast(p.Event("audit", ""))
             self._step("sessions", self._forget_old_sessions)
+            self._step("counters", self.sessions.save_counts)
             try:
                 await anyio.to_thread.run_sync(self.store.checkpoint)
                 self._step("checkpoint", bool)
@@ -581,7 +584,7 @@ class Firewalld:
                 expired = self.pending.expire()
                 listing = p.PendingList(
                     msg.rid,
-                    self.sessions.views(),
+                    status.session_views(self),
                     await self.pending_views(),
                     self.store.paused_bytes(),
                     self.settings.max_paused_bytes,
@@ -629,6 +632,12 @@ class Firewalld:
             case p.Subscribe():
                 self._consoles.add(peer)
                 await peer.send(p.Ack(msg.rid, "subscribed"))
+            case p.StatusQuery():
+                await peer.send(status.report(self, msg.rid, self.started))
+            case p.StopDaemon():
+                log.info("stopping: asked by a console (firewalld stop)")
+                await peer.send(p.Ack(msg.rid, f"firewalld (pid {os.getpid()}) is stopping"))
+                os.kill(os.getpid(), signal.SIGTERM)  # the one way to stop: as on SIGTERM
             case _:
                 await peer.send(
                     p.Error(getattr(msg, "rid", 0), p.E_FORBIDDEN, f"a console may not send {p.tag_of(msg)}")

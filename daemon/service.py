@@ -75,14 +75,56 @@ def rendered(unit_dir: str, socket_path: str, log_path: str) -> list[UnitFile]:
     return render_systemd(unit_dir, socket_path, sys.executable)
 
 
+class NoUserManager(ServiceError):
+    """Raised when ``systemctl --user`` cannot reach a user service manager (no user bus: a
+    container, an SSH session without lingering, a root shell entered with su)."""
+
+
 def _run(cmd: list[str]) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        raise ServiceError(f"`{' '.join(cmd)}` failed: {(result.stderr or result.stdout).strip()}")
+        raise ServiceError(f"`{' '.join(cmd)}` failed: {_said(result)}")
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> str:
+    text = (result.stderr or result.stdout).strip()
+    return text.splitlines()[0] if text else f"exit status {result.returncode}"
+
+
+def _user_manager() -> None:
+    """Check that ``systemctl --user`` reaches a user manager.
+
+    Raises:
+        NoUserManager: it does not; the message is one line and says what to do instead.
+    """
+    result = subprocess.run(
+        ["systemctl", "--user", "show-environment"], capture_output=True, text=True, timeout=30
+    )
+    if result.returncode == 0:
+        return
+    # Any failure of this read-only call means there is no manager to enable units with (typically
+    # "Failed to connect to bus: No medium found", or $DBUS_SESSION_BUS_ADDRESS/$XDG_RUNTIME_DIR unset).
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "$USER"
+    raise NoUserManager(
+        f"systemctl --user cannot reach a user service manager ({_said(result)}). Next: run "
+        f"`firewalld install-service --files-only` (the shim starts the daemon on demand anyway), or "
+        f"`loginctl enable-linger {user}` and log in again, then retry"
+    )
 
 
 def install(files: list[UnitFile], *, activate: bool) -> list[str]:
-    """Write the files and (if ``activate``) enable them; returns what was done, one line each."""
+    """Write the files and (if ``activate``) enable them; returns what was done, one line each.
+
+    Raises:
+        NoUserManager: ``activate`` on Linux, and no user manager answers; nothing was written.
+        ServiceError: the service manager refused a step (the files are written).
+    """
+    if activate and sys.platform != "darwin":
+        if not shutil.which("systemctl"):
+            raise ServiceError(
+                "systemctl was not found; nothing written. Use --files-only to write the unit files anyway"
+            )
+        _user_manager()  # before writing anything: a failed install leaves nothing behind
     done = []
     for f in files:
         os.makedirs(os.path.dirname(f.path), exist_ok=True)
@@ -94,30 +136,56 @@ def install(files: list[UnitFile], *, activate: bool) -> list[str]:
     if sys.platform == "darwin":
         _run(["launchctl", "bootstrap", f"gui/{os.getuid()}", files[0].path])
         done.append("loaded the launchd agent")
-    elif shutil.which("systemctl"):
+    else:
         _run(["systemctl", "--user", "daemon-reload"])
         _run(["systemctl", "--user", "enable", "--now", SYSTEMD_UNITS[0]])
         done.append(f"enabled and started {SYSTEMD_UNITS[0]}")
-    else:
-        raise ServiceError("systemctl was not found; the unit files are written but not enabled")
     return done
 
 
-def uninstall(files: list[UnitFile], *, activate: bool) -> list[str]:
-    """Stop, disable and remove the files; returns what was done."""
-    done = []
+def uninstall(files: list[UnitFile], *, activate: bool) -> tuple[list[str], list[str]]:
+    """Stop, disable and remove the files.
+
+    Returns:
+        What was done, and what failed (one line each). Nothing that failed is reported as done.
+    """
+    done: list[str] = []
+    failed: list[str] = []
     if activate and sys.platform == "darwin":
-        subprocess.run(["launchctl", "bootout", f"gui/{os.getuid()}", files[0].path], capture_output=True)
-        done.append("unloaded the launchd agent")
+        result = subprocess.run(
+            ["launchctl", "bootout", f"gui/{os.getuid()}", files[0].path], capture_output=True, text=True
+        )
+        if result.returncode == 0:
+            done.append("unloaded the launchd agent")
+        else:
+            failed.append(f"could not unload the launchd agent: {_said(result)}")
     elif activate and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "--user", "disable", "--now", *SYSTEMD_UNITS], capture_output=True)
-        done.append("stopped and disabled the units")
+        try:
+            _user_manager()
+        except NoUserManager as exc:
+            failed.append(f"the units were not stopped or disabled: {exc}")
+        else:
+            result = subprocess.run(
+                ["systemctl", "--user", "disable", "--now", *SYSTEMD_UNITS], capture_output=True, text=True
+            )
+            if result.returncode == 0:
+                done.append("stopped and disabled the units")
+            elif "does not exist" in _said(result) or "not loaded" in _said(result):
+                done.append("the units were not enabled")
+            else:
+                failed.append(f"could not stop and disable the units: {_said(result)}")
+    elif activate:
+        failed.append("systemctl was not found: nothing was stopped or disabled")
     for f in files:
         try:
             os.unlink(f.path)
             done.append(f"removed {f.path}")
         except FileNotFoundError:
             pass
-    if activate and sys.platform != "darwin" and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "--user", "daemon-reload"], capture_output=True)
-    return done
+        except OSError as exc:
+            failed.append(f"could not remove {f.path}: {exc.strerror or exc}")
+    if activate and sys.platform != "darwin" and shutil.which("systemctl") and not failed:
+        result = subprocess.run(["systemctl", "--user", "daemon-reload"], capture_output=True, text=True)
+        if result.returncode != 0:
+            failed.append(f"`systemctl --user daemon-reload` failed: {_said(result)}")
+    return done, failed

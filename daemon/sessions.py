@@ -8,6 +8,7 @@ actions pending in it, back. Nobody else can ask about or confirm in that sessio
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -49,6 +50,11 @@ class Session:
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Its shim takes leases (it said so in its hello).
     leases: bool = False
+
+    @property
+    def counts(self) -> list[int]:
+        """The console's counters, as stored: allowed, paused, denied, flood refusals."""
+        return [self.allowed, self.paused, self.denied, self.flood_refused]
 
     def view(self) -> dict[str, Any]:
         """Plain values for a console."""
@@ -98,6 +104,8 @@ class Sessions:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._by_id: dict[str, Session] = {}
+        #: Counters as last stored, per session (what :meth:`save_counts` need not write again).
+        self._saved: dict[str, list[int]] = {}
 
     def open(self, hello: p.Hello) -> tuple[Session, str]:
         """A session for this hello: the resumed one if its token is valid, else a new one."""
@@ -116,6 +124,7 @@ class Sessions:
                         client=row["client"] or "",
                         created=row["created"],
                     )
+                    self._restore_counts(session, row["counts"])
                     self._by_id[session.session_id] = session
                 session.connected = True
                 session.closed_at = None
@@ -148,6 +157,24 @@ class Sessions:
         session.connected = False
         session.closed_at = time.time()
         self._store.close_session(session.session_id)
+        self.save_counts()
+
+    def save_counts(self) -> None:
+        """Store the counters that changed since the last call (housekeeping, every second), so
+        that after a restart a resumed session shows what it had let through, paused and denied."""
+        changed = [(sid, s.counts) for sid, s in self._by_id.items() if self._saved.get(sid) != s.counts]
+        if changed:
+            self._store.save_session_counts(changed)
+            self._saved.update(changed)
+
+    def _restore_counts(self, session: Session, stored: str | None) -> None:
+        try:
+            values = json.loads(stored) if stored else None
+        except ValueError:
+            values = None
+        if isinstance(values, list) and len(values) == 4 and all(type(v) is int for v in values):
+            session.allowed, session.paused, session.denied, session.flood_refused = values
+            self._saved[session.session_id] = values
 
     def set_client(self, session: Session, info: p.ClientInfo) -> None:
         """Record the MCP client's name and version."""
@@ -166,6 +193,7 @@ class Sessions:
         ]
         for sid in gone:
             del self._by_id[sid]
+            self._saved.pop(sid, None)
         return gone
 
     def views(self) -> list[dict[str, Any]]:

@@ -590,6 +590,13 @@ class Store:
         """Record who the MCP client is."""
         self._write("UPDATE sessions SET client = ? WHERE session_id = ?", (client, session_id))
 
+    def save_session_counts(self, counts: list[tuple[str, list[int]]]) -> None:
+        """Store sessions' counters (so a daemon restart does not reset them in the console)."""
+        for session_id, values in counts:
+            self._write(
+                "UPDATE sessions SET counts = ? WHERE session_id = ?", (json.dumps(values), session_id)
+            )
+
     def close_session(self, session_id: str) -> None:
         """Mark a session closed (its shim went away)."""
         self._write("UPDATE sessions SET closed = ? WHERE session_id = ?", (time.time(), session_id))
@@ -609,6 +616,9 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE pending ADD COLUMN outcome TEXT")
     if "code_length" not in columns:
         db.execute("ALTER TABLE pending ADD COLUMN code_length INTEGER NOT NULL DEFAULT 6")
+    if "counts" not in {row[1] for row in db.execute("PRAGMA table_info(sessions)")}:
+        # A session's console counters (allowed, paused, denied, flood refusals) as a JSON list.
+        db.execute("ALTER TABLE sessions ADD COLUMN counts TEXT")
 
 
 #: The audit rows that anyone may cause cheaply and in bulk, pruned apart from (and before) the

@@ -25,7 +25,8 @@ EPILOG = """\
 examples:
   mcp-action-firewall --target "npx -y @modelcontextprotocol/server-filesystem /tmp"
   mcp-action-firewall --name stripe --config ~/firewall_config.json -- uvx mcp-server-stripe
-config lookup: --config FILE, else ./firewall_config.json, else the bundled defaults.
+config lookup: --config FILE, else ./firewall_config.json, else the user's policy file
+(~/.config/mcp-action-firewall/firewall_config.json, written by `firewalld init`), else the bundled defaults.
 """
 
 
@@ -38,6 +39,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--target", metavar='"CMD ARGS"', help="the server command line, split like a shell")
     parser.add_argument("--name", help="the server's section in the policy file (servers.NAME)")
+    parser.add_argument(
+        "--strict-name",
+        action="store_true",
+        help="refuse to start when --name matches no server section of the policy (default: a warning)",
+    )
     parser.add_argument("--config", metavar="FILE", help="the policy file (JSON)")
     parser.add_argument("--socket", metavar="PATH", help="firewalld's socket (default: derived from HOME)")
     parser.add_argument(
@@ -88,9 +94,26 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         args.config = os.path.abspath(os.path.expanduser(args.config))
         if not os.path.isfile(args.config):
             parser.error(f"--config: no such file: {args.config}")
-    elif os.path.isfile("firewall_config.json"):
-        args.config = os.path.abspath("firewall_config.json")
+    else:
+        from daemon.userconfig import find_policy
+
+        args.config = find_policy(os.getcwd())
     return args, target
+
+
+def _name_refused(name: str, config: str | None, *, strict: bool) -> bool:
+    """Warn on stderr when ``--name`` matches no server section (a misspelt name silently applies
+    only the global rules); True when ``--strict-name`` refuses to start because of it."""
+    from daemon.userconfig import server_sections, unknown_name
+
+    warning = unknown_name(name, server_sections(config), config or "the bundled policy")
+    if warning is None:
+        return False
+    if strict:
+        sys.stderr.write(f"mcp-action-firewall: refusing to start (--strict-name): {warning}\n")
+        return True
+    sys.stderr.write(f"mcp-action-firewall: warning: {warning}\n")
+    return False
 
 
 #: Seconds a paused call is held open for an approval in the console: well under the 60 s after
@@ -102,6 +125,8 @@ MAX_HOLD = 50.0
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mcp-action-firewall``; returns the target's exit status."""
     args, target_argv = _parse(sys.argv[1:] if argv is None else argv)
+    if args.name is not None and _name_refused(args.name, args.config, strict=args.strict_name):
+        return 2
     # Start the server first and import the rest while it boots: the two overlap, so the agent
     # waits for the slower of them instead of for both (start-up is a budget).
     from shim.target import Target, TargetStartError

@@ -93,3 +93,16 @@ def test_a_broken_frame_costs_its_connection_only(daemon: Daemon) -> None:
     assert isinstance(verdict, p.Verdict) and verdict.rid == 7
     other.close()
     sock.close()
+
+
+def test_a_shim_can_neither_stop_the_daemon_nor_read_its_status(daemon: Daemon) -> None:
+    """StopDaemon and StatusQuery are console requests: from a shim they are refused, and the
+    daemon keeps running (an agent's bytes reach the daemon only through a shim)."""
+    sock = shim_socket(daemon)
+    with sock:
+        sock.sendall(p.encode(p.StopDaemon(7)) + p.encode(p.StatusQuery(8)))
+        answers = read_messages(sock, p.FrameDecoder(), 2)
+    assert [(type(a), a.rid) for a in answers] == [(p.Error, 7), (p.Error, 8)]
+    assert all(isinstance(a, p.Error) and a.code == p.E_FORBIDDEN for a in answers)
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert isinstance(console_answers(daemon), p.PendingList)
