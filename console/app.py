@@ -22,6 +22,7 @@ from console.client import ConsoleError
 from console.confirm import ConfirmScreen
 from console.connection import Backend, DaemonBackend
 from console.desktop import desktop_notify
+from console.flood_actions import FloodActions
 from console.grant_actions import GrantActions
 from console.grants_view import GrantsPane
 from console.history import HistoryPane
@@ -47,7 +48,7 @@ _FILTER_DEBOUNCE = 0.3
 _FLASH_SECONDS = 1.5
 
 
-class FirewallConsole(GrantActions):
+class FirewallConsole(GrantActions, FloodActions):
     """Pending actions with their codes, sessions and the audit log of one firewalld."""
 
     CSS_PATH = "console.tcss"
@@ -364,7 +365,11 @@ class FirewallConsole(GrantActions):
 
     def action_approve(self) -> None:
         """Approve the selected action, if its chat still holds the call open (the daemon says
-        so otherwise: then the code is the way)."""
+        so otherwise: then the code is the way). On a group row: the whole group, after asking."""
+        group = self.query_one(ActionList).selected_group
+        if group is not None:
+            self.settle_group("approve", group)
+            return
         action = self.query_one(ActionList).selected
         if action is None:
             self.notify("No action is selected.", severity="warning")
@@ -372,7 +377,11 @@ class FirewallConsole(GrantActions):
         self._approve(action.action_id)
 
     def action_deny(self) -> None:
-        """Deny the selected action."""
+        """Deny the selected action (on a group row: the whole group, after asking)."""
+        group = self.query_one(ActionList).selected_group
+        if group is not None:
+            self.settle_group("deny", group)
+            return
         action = self.query_one(ActionList).selected
         if action is None:
             self.notify("No action is selected.", severity="warning")

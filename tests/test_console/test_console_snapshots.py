@@ -127,3 +127,10 @@ def test_grants_view(snap_compare: SnapCompare) -> None:
     backend = ReplayBackend(sample_state(), socket_path=SOCKET, grants=sample_grants())
     app = build_app(SOCKET, backend=backend, clock=lambda: NOW)
     assert snap_compare(app, terminal_size=(100, 24), run_before=keys("G"))
+
+
+def test_flood_group(snap_compare: SnapCompare) -> None:
+    """A chat with seven actions waiting is one row, with its count and tools."""
+    from test_console.test_console_flood import flood_state
+
+    assert snap_compare(sample_app(flood_state()), terminal_size=(100, 24), run_before=keys())
