@@ -71,6 +71,7 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
+        Binding("y", "approve", "Approve"),
         Binding("1", "scope(0)", show=False),
         Binding("2", "scope(1)", show=False),
         Binding("3", "scope(2)", show=False),
@@ -109,7 +110,7 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
                 yield Input("30", id="grant-minutes", type="number")
             yield Static("", id="grant-error")
             with Horizontal(id="grant-buttons"):
-                yield Button("Approve", variant="warning", id="grant-yes")
+                yield Button("Approve (y)", variant="warning", id="grant-yes")
                 yield Button("Cancel (esc)", variant="primary", id="grant-no")
 
     def on_mount(self) -> None:
@@ -130,6 +131,10 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
         if event.button.id != "grant-yes":
             self.dismiss(None)
             return
+        self.action_approve()
+
+    def action_approve(self) -> None:
+        """Answer with the choice on screen, or say what is wrong with it."""
         choice = self.choice()
         if isinstance(choice, str):
             self.query_one("#grant-error", Static).update(Content.styled(choice, "$text-error"))
