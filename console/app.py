@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
@@ -23,6 +23,9 @@ from console.client import ConsoleError
 from console.confirm import ConfirmScreen
 from console.connection import Backend, DaemonBackend
 from console.desktop import desktop_notify, notification_command
+from console.flood_actions import FloodActions
+from console.grant_actions import GrantActions
+from console.grants_view import GrantsPane
 from console.history import HistoryPane
 from console.messages import (
     ArgumentsLoaded,
@@ -46,19 +49,22 @@ _FILTER_DEBOUNCE = 0.3
 _FLASH_SECONDS = 1.5
 
 
-class FirewallConsole(App[None]):
+class FirewallConsole(GrantActions, FloodActions):
     """Pending actions with their codes, sessions and the audit log of one firewalld."""
 
     CSS_PATH = "console.tcss"
     TITLE = "MCP Action Firewall"
     BINDINGS = [
         Binding("a", "approve", "Approve"),
+        Binding("g", "grant", "Grant…"),
         Binding("d", "deny", "Deny"),
         Binding("D", "deny_all", "Deny all"),
         Binding("f", "fetch_arguments", "Full arguments"),
         Binding("p", "show_tab('pending')", "Pending"),
         Binding("s", "show_tab('sessions')", "Sessions"),
         Binding("h", "show_tab('history')", "History"),
+        Binding("G", "show_tab('grants')", "Grants"),
+        Binding("x", "revoke", "Revoke"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -98,6 +104,8 @@ class FirewallConsole(App[None]):
                 yield SessionsPane()
             with TabPane("History", id="history"):
                 yield HistoryPane()
+            with TabPane("Grants", id="grants"):
+                yield GrantsPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -230,6 +238,8 @@ class FirewallConsole(App[None]):
             self._announce(fresh)
         if self.query_one(TabbedContent).active == "history":
             self._reload_history()
+        if "grants" in message.kinds or self.query_one(TabbedContent).active == "grants":
+            self._load_grants()
         self.refresh_bindings()
 
     def on_policy_problem(self, message: PolicyProblem) -> None:
@@ -266,7 +276,8 @@ class FirewallConsole(App[None]):
         if self._shutting_down:
             return
         if message.ok:
-            title = "Approved" if message.verb == "approve" else "Denied"
+            titles = {"approve": "Approved", "grant": "Approved", "revoke": "Revoked"}
+            title = titles.get(message.verb, "Denied")
             self.notify(visible(message.detail), title=title, markup=False)
         else:
             self.notify(
@@ -325,6 +336,8 @@ class FirewallConsole(App[None]):
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "history":
             self._reload_history()
+        if event.pane.id == "grants":
+            self._load_grants()
         self.refresh_bindings()
 
     @on(Input.Changed, "#history-filter")
@@ -352,7 +365,9 @@ class FirewallConsole(App[None]):
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
                 return False
             return selected is not None and selected.arguments_cut  # shown only when it helps
-        if action in ("approve", "deny", "deny_all"):
+        if action == "revoke":
+            return self.query_one(TabbedContent).active == "grants" and self.connected
+        if action in ("approve", "grant", "deny", "deny_all"):
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
                 return False
             if self.state is None or not self.state.actions:
@@ -362,12 +377,24 @@ class FirewallConsole(App[None]):
     def action_show_tab(self, tab: str) -> None:
         """Switch tabs and put the focus where the keys are useful."""
         self.query_one(TabbedContent).active = tab
-        target = {"pending": "#pending-list", "sessions": "#sessions-table", "history": "#history-table"}[tab]
+        target = {
+            "pending": "#pending-list",
+            "sessions": "#sessions-table",
+            "history": "#history-table",
+            "grants": "#grants-table",
+        }[tab]
         self.query_one(target).focus()
+
+    def _selected_action(self) -> Action | None:
+        return self.query_one(ActionList).selected
 
     def action_approve(self) -> None:
         """Approve the selected action, if its chat still holds the call open (the daemon says
-        so otherwise: then the code is the way)."""
+        so otherwise: then the code is the way). On a group row: the whole group, after asking."""
+        group = self.query_one(ActionList).selected_group
+        if group is not None:
+            self.settle_group("approve", group)
+            return
         action = self.query_one(ActionList).selected
         if action is None:
             self.notify("No action is selected.", severity="warning")
@@ -375,7 +402,11 @@ class FirewallConsole(App[None]):
         self._approve(action.action_id)
 
     def action_deny(self) -> None:
-        """Deny the selected action."""
+        """Deny the selected action (on a group row: the whole group, after asking)."""
+        group = self.query_one(ActionList).selected_group
+        if group is not None:
+            self.settle_group("deny", group)
+            return
         action = self.query_one(ActionList).selected
         if action is None:
             self.notify("No action is selected.", severity="warning")

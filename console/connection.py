@@ -14,11 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from textual.message import Message
 
 from console.client import ConsoleClient, ConsoleError
+from console.grant_screen import GrantChoice
+from console.grants_view import GrantView, grant_from_wire
 from console.messages import Connected, Disconnected, PendingChanged, PolicyProblem
 from console.model import AuditEntry, HistoryQuery, audit_from_wire, state_from_wire
 from daemon.protocol import default_socket_path
@@ -58,6 +60,38 @@ class Backend(Protocol):
 
         Raises:
             ConsoleError: the daemon refused (the call is not held any more), or could not be reached.
+        """
+        ...
+
+    def grant(self, action_id: str, choice: GrantChoice, base_sha256: str = "") -> str:
+        """Approve an action with a scope (see :mod:`console.grant_screen`); returns the daemon's message.
+
+        Raises:
+            ConsoleError: the daemon refused, or could not be reached.
+        """
+        ...
+
+    def preview_rule(self, action_id: str, matches: list[dict[str, Any]]) -> tuple[str, str, str]:
+        """The policy file an "always" grant would change, the diff, and the file's SHA-256.
+
+        Raises:
+            ConsoleError: the daemon refused (no policy file of the user's), or could not be reached.
+        """
+        ...
+
+    def grants(self) -> tuple[GrantView, ...]:
+        """The live grants, newest first.
+
+        Raises:
+            ConsoleError: the daemon could not be reached.
+        """
+        ...
+
+    def revoke(self, grant_id: str) -> str:
+        """End a grant; returns the daemon's confirmation.
+
+        Raises:
+            ConsoleError: no such grant, or the daemon could not be reached.
         """
         ...
 
@@ -158,6 +192,28 @@ class DaemonBackend:
         """Approve one held action; returns the daemon's message."""
         with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
             return client.approve(action_id)
+
+    def grant(self, action_id: str, choice: GrantChoice, base_sha256: str = "") -> str:
+        """Approve an action with a scope; returns the daemon's message."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            scope, minutes, matches = choice.scope, choice.minutes, choice.matches
+            return client.grant(action_id, scope, minutes=minutes, matches=matches, base_sha256=base_sha256)
+
+    def preview_rule(self, action_id: str, matches: list[dict[str, Any]]) -> tuple[str, str, str]:
+        """The change an "always" grant would make: file, diff, the file's SHA-256."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            preview = client.preview_rule(action_id, matches)
+        return preview.path, preview.diff, preview.base_sha256
+
+    def grants(self) -> tuple[GrantView, ...]:
+        """The live grants, newest first."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return tuple(grant_from_wire(g) for g in client.grants())
+
+    def revoke(self, grant_id: str) -> str:
+        """End a grant now."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return client.revoke(grant_id)
 
     def deny(self, action_id: str) -> str:
         """Deny one pending action; returns the daemon's confirmation."""

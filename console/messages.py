@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from console.grants_view import GrantView
 from console.model import AuditEntry, DaemonState
 
 
@@ -93,3 +94,17 @@ class DenyFinished(Message):
         self.detail = detail
         self.verb = verb
         """``deny`` or ``approve``: which request it was."""
+
+
+class GrantsLoaded(Message):
+    """The live grants (``ok``), or why they could not be read (``reason``)."""
+
+    def __init__(self, grants: tuple[GrantView, ...], ok: bool = True, reason: str = "") -> None:
+        super().__init__()
+        self.grants = grants
+        self.ok = ok
+        self.reason = reason
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the newest list matters."""
+        return isinstance(message, GrantsLoaded)

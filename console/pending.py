@@ -16,6 +16,7 @@ from textual.highlight import HighlightTheme, highlight
 from textual.widgets import ContentSwitcher, Digits, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.flood import Group, entries
 from console.model import Action, command_line, countdown, pretty_arguments, visible
 
 #: Beyond this many characters the arguments are cut, with a warning: highlighting and wrapping
@@ -29,6 +30,10 @@ def _tries(attempts: int) -> str:
     return f"{attempts} attempt{'' if attempts == 1 else 's'} left"
 
 
+def _key(row: Action | Group) -> str:
+    return row.action_id if isinstance(row, Action) else row.key
+
+
 def _who(action: Action) -> str:
     return visible(action.client) if action.client else f"session {action.session_id}"
 
@@ -39,6 +44,9 @@ class ActionList(OptionList):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._actions: tuple[Action, ...] = ()
+        #: What the rows show: actions, and a group for a chat with many (see :mod:`console.flood`).
+        self._rows: list[Action | Group] = []
+        self._expanded: set[str] = set()
         self._now = 0.0
 
     @property
@@ -46,39 +54,58 @@ class ActionList(OptionList):
         """The time the countdowns were last drawn for."""
         return self._now
 
+    def _row(self) -> Action | Group | None:
+        index = self.highlighted
+        if index is None or not 0 <= index < len(self._rows):
+            return None
+        return self._rows[index]
+
     @property
     def selected(self) -> Action | None:
-        """The highlighted action, if any."""
-        index = self.highlighted
-        if index is None or not 0 <= index < len(self._actions):
-            return None
-        return self._actions[index]
+        """The highlighted action, if any (None on a group row)."""
+        row = self._row()
+        return row if isinstance(row, Action) else None
+
+    @property
+    def selected_group(self) -> Group | None:
+        """The highlighted group row, if any."""
+        row = self._row()
+        return row if isinstance(row, Group) else None
+
+    def toggle(self, group: Group) -> None:
+        """Show or hide the actions of a group."""
+        self._expanded ^= {group.session_id}
+        self.show(self._actions, self._now)
 
     def show(self, actions: tuple[Action, ...], now: float) -> None:
-        """Replace the entries, keeping the selection on the same action where it still waits."""
-        keep, index = self.selected, self.highlighted
+        """Replace the entries, keeping the selection on the same row where it is still there."""
+        keep, index = self._row(), self.highlighted
+        self._expanded &= {a.session_id for a in actions}
         self._actions, self._now = actions, now
-        self.set_options([Option(self._prompt(a), id=a.action_id) for a in actions])
-        if not actions:
+        self._rows = entries(actions, self._expanded)
+        self.set_options([Option(self._prompt(r), id=_key(r)) for r in self._rows])
+        if not self._rows:
             return
-        ids = [a.action_id for a in actions]
-        if keep is not None and keep.action_id in ids:
-            self.highlighted = ids.index(keep.action_id)
+        ids = [_key(r) for r in self._rows]
+        if keep is not None and _key(keep) in ids:
+            self.highlighted = ids.index(_key(keep))
         else:
-            self.highlighted = min(index or 0, len(actions) - 1)
+            self.highlighted = min(index or 0, len(self._rows) - 1)
 
     def tick(self, now: float) -> None:
         """Redraw the countdowns for the time ``now``."""
         self._now = now
-        for index, action in enumerate(self._actions):
-            self.replace_option_prompt_at_index(index, self._prompt(action))
+        for index, row in enumerate(self._rows):
+            self.replace_option_prompt_at_index(index, self._prompt(row))
 
     def on_resize(self) -> None:
         """Entries are laid out for the width: redo them."""
         self.tick(self._now)
 
-    def _prompt(self, action: Action) -> Content:
+    def _prompt(self, action: Action | Group) -> Content:
         width = max(30, self.scrollable_content_region.width - 2)
+        if isinstance(action, Group):
+            return action.prompt(width)
         left_secs = action.deadline - self._now
         # Reverse, not a colour: it stays readable on the highlighted row in every theme.
         shown = countdown(left_secs)
@@ -278,3 +305,10 @@ class PendingPane(Vertical):
         """The selection moved: show that action."""
         event.stop()
         self.query_one(ActionDetail).show(self.actions.selected, self.actions.now)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter on a group row shows or hides its actions."""
+        event.stop()
+        group = self.actions.selected_group
+        if group is not None:
+            self.actions.toggle(group)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from typing import Any
 
 from console.client import ConsoleError
 from console.connection import Post
+from console.grant_screen import GrantChoice
+from console.grants_view import GrantView
 from console.messages import Connected, Disconnected, PendingChanged
 from console.model import AuditEntry, DaemonState, HistoryQuery
 
@@ -28,6 +31,8 @@ class ReplayBackend:
         socket_path: str = "/run/user/1000/mcp-action-firewall/firewalld.sock",
         unreachable: str | None = None,
         full_arguments: dict[str, str] | None = None,
+        grants: tuple[GrantView, ...] = (),
+        diff: str = "",
     ) -> None:
         """Serve ``state`` and ``history``; or, given ``unreachable``, fail to connect with that reason."""
         self.state = state or DaemonState()
@@ -37,6 +42,12 @@ class ReplayBackend:
         self.full_arguments = full_arguments or {}
         self.denied: list[str] = []
         self.approved: list[str] = []
+        #: The grants made (action id, choice, base hash), and the live ones shown.
+        self.granted: list[tuple[str, GrantChoice, str]] = []
+        self.live_grants: list[GrantView] = list(grants)
+        self.revoked: list[str] = []
+        #: What :meth:`preview_rule` answers.
+        self.rule_diff = diff
         self._socket_path = socket_path
         self._post: Post | None = None
         self._lock = threading.Lock()
@@ -71,6 +82,36 @@ class ReplayBackend:
         if self._post is not None:
             self._post(PendingChanged(self.state, frozenset({"pending"})))
         return f"approved {action_id} ({action.tool}); it runs now in its chat"
+
+    def grant(self, action_id: str, choice: GrantChoice, base_sha256: str = "") -> str:
+        """Record the grant and approve the action (dropped from the state)."""
+        if self.state.action(action_id) is None:
+            raise ConsoleError(f"no pending action {action_id}")
+        self.granted.append((action_id, choice, base_sha256))
+        message = self.approve(action_id)
+        return message if choice.scope == "once" else f"granted ({choice.scope}); {message}"
+
+    def preview_rule(self, action_id: str, matches: list[dict[str, Any]]) -> tuple[str, str, str]:
+        """The recorded diff."""
+        if not self.rule_diff:
+            raise ConsoleError("this chat uses the bundled policy, which is not yours to edit")
+        return "/home/me/firewall_config.json", self.rule_diff, "0" * 64
+
+    def grants(self) -> tuple[GrantView, ...]:
+        """The live grants."""
+        if self.unreachable is not None:
+            raise ConsoleError(self.unreachable)
+        return tuple(self.live_grants)
+
+    def revoke(self, grant_id: str) -> str:
+        """Drop the grant."""
+        with self._lock:
+            kept = [g for g in self.live_grants if g.grant_id != grant_id]
+            if len(kept) == len(self.live_grants):
+                raise ConsoleError(f"no grant {grant_id}")
+            self.live_grants = kept
+            self.revoked.append(grant_id)
+        return f"revoked {grant_id}"
 
     def deny(self, action_id: str) -> str:
         """Drop the action from the state, as the daemon would."""

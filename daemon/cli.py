@@ -188,11 +188,13 @@ def _explain(
     for warning in policy.warnings:
         print(f"warning: {warning}")
     lines = policy.explain(tool, args)
+    if policy.decide(tool, args).action == "approve":
+        granted = _explain_grants(config, name, session, tool, args)
+        if granted[-1].startswith("decision:"):
+            lines[-1] = lines[-1].replace("decision:", "verdict so far:", 1)
+        lines += granted
     for line in lines:
         print(line)
-    if policy.decide(tool, args).action == "approve":
-        for line in _explain_grants(config, name, session, tool, args):
-            print(line)
     return 0
 
 

@@ -109,3 +109,28 @@ def test_history(snap_compare: SnapCompare) -> None:
     """The audit log, newest first."""
     app = sample_app(sample_state(), history=sample_history())
     assert snap_compare(app, terminal_size=(100, 24), run_before=keys("h"))
+
+
+def test_grant_choice(snap_compare: SnapCompare) -> None:
+    """`g` on the selected action: the four scopes, the arguments offered as matches, the minutes."""
+    assert snap_compare(sample_app(sample_state()), terminal_size=(100, 32), run_before=keys("g"))
+
+
+def test_grants_view(snap_compare: SnapCompare) -> None:
+    """`G`: the live grants, what each lets through, where, until when and how often it was used."""
+    from test_console.test_console_grants import sample_grants
+
+    from console.app import build_app
+    from console.replay import ReplayBackend
+    from console.screenshots import NOW, SOCKET
+
+    backend = ReplayBackend(sample_state(), socket_path=SOCKET, grants=sample_grants())
+    app = build_app(SOCKET, backend=backend, clock=lambda: NOW)
+    assert snap_compare(app, terminal_size=(100, 24), run_before=keys("G"))
+
+
+def test_flood_group(snap_compare: SnapCompare) -> None:
+    """A chat with seven actions waiting is one row, with its count and tools."""
+    from test_console.test_console_flood import flood_state
+
+    assert snap_compare(sample_app(flood_state()), terminal_size=(100, 24), run_before=keys())
