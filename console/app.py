@@ -35,6 +35,7 @@ from console.messages import (
 )
 from console.model import Action, DaemonState, HistoryQuery, visible
 from console.pending import ActionDetail, ActionList, PendingPane
+from console.review import ReviewScreen
 from console.sessions import SessionsPane
 
 #: How many audit rows the history view asks for.
@@ -58,6 +59,7 @@ class FirewallConsole(App[None]):
         Binding("p", "show_tab('pending')", "Pending"),
         Binding("s", "show_tab('sessions')", "Sessions"),
         Binding("h", "show_tab('history')", "History"),
+        Binding("t", "review_tools", "Tools", show=False),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -118,6 +120,16 @@ class FirewallConsole(App[None]):
                 attempt += 1
                 self.post_message(Disconnected(f"unexpected error: {exc!r}", 5.0, attempt))
                 stop.wait(5.0)
+
+    @work(thread=True, exclusive=True, group="pins", name="count reviews")
+    def _count_reviews(self) -> None:
+        try:
+            waiting = sum(pin.under_review for pin in self.backend.pins())
+        except (ConsoleError, OSError):
+            return  # the live view says when the daemon is away
+        if waiting:
+            text = f"{waiting} tool definition(s) changed or new, hidden from the agent: press t to review."
+            self.call_from_thread(self.notify, text, severity="warning", markup=False)
 
     @work(thread=True, group="deny", name="approve")
     def _approve(self, action_id: str) -> None:
@@ -205,6 +217,8 @@ class FirewallConsole(App[None]):
         self._count_tab(state)
         if fresh:
             self._announce(fresh)
+        if message.kinds & {"pins", "connected"} and not isinstance(self.screen, ReviewScreen):
+            self._count_reviews()
         if self.query_one(TabbedContent).active == "history":
             self._reload_history()
         self.refresh_bindings()
@@ -322,6 +336,8 @@ class FirewallConsole(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Deny keys only on the pending tab, and only when there is something to deny."""
+        if isinstance(self.screen, ReviewScreen) and action not in ("quit", "command_palette", "pop_screen"):
+            return False  # the review screen has keys of its own; the pending tab is not on screen
         if action == "fetch_arguments":
             selected = self.query_one(ActionList).selected
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
@@ -376,6 +392,10 @@ class FirewallConsole(App[None]):
         detail = "The agents will be told they were denied; their codes stop working."
         if await self.push_screen_wait(ConfirmScreen(question, detail, yes="Deny all")):
             self._deny(tuple(a.action_id for a in actions))
+
+    def action_review_tools(self) -> None:
+        """Open the review of tool definitions that changed (see :mod:`console.review`)."""
+        self.push_screen(ReviewScreen(self.backend))
 
     def action_refresh(self) -> None:
         """Re-read everything now (or try to connect now)."""
