@@ -170,6 +170,7 @@ class Pins:
         self._rows: dict[str, dict[str, Pin]] = {}
         self._identity: dict[str, str] = {}  # session id -> server identity
         self._tofu: dict[str, str] = {}  # session id -> the server whose first listing it makes
+        self._overflow: dict[str, set[str]] = {}  # tools past MAX_TOOLS_PER_SERVER, by server
         #: Quarantined tool names, by server identity (only servers that have some).
         self.blocked: dict[str, set[str]] = {}
         for row in store.db.execute(
@@ -198,7 +199,13 @@ class Pins:
         blocked = self.blocked.get(self.identity(session))
         if not blocked or tool not in blocked:
             return None
-        return refusal_text(self._rows[self.identity(session)][tool])
+        pin = self._rows.get(self.identity(session), {}).get(tool)
+        if pin is None:  # past MAX_TOOLS_PER_SERVER: never stored, never callable
+            return (
+                f"Tool '{tool}' is one too many: its server lists over {MAX_TOOLS_PER_SERVER:,} tools, "
+                "and the firewall does not let the ones past that through."
+            )
+        return refusal_text(pin)
 
     def observe(
         self,
@@ -207,12 +214,14 @@ class Pins:
         first_page: bool,
         new_tools: str,
         annotations: dict[str, dict[str, Any]],
+        more: bool = False,
     ) -> list[str]:
         """Compare a page of the session's tools/list with the pins; returns the names to hide.
 
         ``new_tools`` (``quarantine`` or ``accept``) is the policy for a tool the server lists
         for the first time; a server's first listing (all its pages) is pinned whatever it says.
-        Each listed tool's annotations are put in ``annotations``, by name.
+        Each listed tool's annotations are put in ``annotations``, by name; ``more`` says that
+        the listing has further pages.
         """
         ident = self.identity(session)
         rows = self._rows.setdefault(ident, {})
@@ -227,11 +236,15 @@ class Pins:
         page: dict[str, str] = {}
         changed = False
         now = time.time()
-        for item in raw[:MAX_TOOLS_PER_SERVER]:
+        for item in raw:
             found = canonical(item)
             if found is None:
                 continue
             name = found.name
+            if len(page) >= MAX_TOOLS_PER_SERVER and name not in page:  # a page past the cap: hidden
+                hidden.add(name)
+                self._over(ident, name)
+                continue
             annotations[name] = found.annotations
             if name in page:  # listed twice in one page: hidden unless both say the same
                 if page[name] != found.digest:
@@ -240,7 +253,11 @@ class Pins:
             page[name] = found.digest
             pin = rows.get(name)
             if pin is None:
-                if first_use or new_tools == "accept":
+                if len(rows) >= MAX_TOOLS_PER_SERVER:
+                    log.warning("server %r has %d tools pinned; %r is hidden", ident, len(rows), name)
+                    hidden.add(name)
+                    self._over(ident, name)
+                elif first_use or new_tools == "accept":
                     why = (
                         "first listing of the server"
                         if first_use
@@ -248,9 +265,6 @@ class Pins:
                     )
                     rows[name] = Pin(ident, name, PINNED, found.digest, found.text, None, None, None, now)
                     self._save(rows[name], "tool_pinned", why)
-                elif len(rows) >= MAX_TOOLS_PER_SERVER:
-                    log.warning("server %r lists more than %d tools; %r is hidden", ident, len(rows), name)
-                    hidden.add(name)
                 else:
                     rows[name] = Pin(
                         ident, name, NEW, None, None, found.digest, found.text, _review_id(), now
@@ -283,6 +297,8 @@ class Pins:
                 pin, "tool_changed" if pin.state == CHANGED else "tool_new", f"{what}: hidden until reviewed"
             )
             changed = True
+        if not more:  # the first listing is over: what comes later is new
+            self._tofu.pop(sid, None)
         if changed:
             self._reblock(ident)
             self._on_change(ident, "tool definitions changed")
@@ -330,8 +346,17 @@ class Pins:
         pins.sort(key=lambda p: (order.get(p.state, 4), p.server, p.tool))
         return [pin.view(pin.state != PINNED and i < MAX_REVIEWS_LISTED) for i, pin in enumerate(pins)]
 
+    def _over(self, ident: str, name: str) -> None:
+        """A tool past :data:`MAX_TOOLS_PER_SERVER`: hidden and denied, remembered in memory only
+        (and at most that many of them per server)."""
+        over = self._overflow.setdefault(ident, set())
+        if name not in over and len(over) < MAX_TOOLS_PER_SERVER:
+            over.add(name)
+            self._reblock(ident)
+
     def _reblock(self, ident: str) -> None:
         names = {name for name, pin in self._rows.get(ident, {}).items() if pin.state in QUARANTINED}
+        names |= self._overflow.get(ident, set())
         if names:
             self.blocked[ident] = names
         else:
