@@ -200,3 +200,18 @@ def test_identity_is_the_name_else_the_absolute_command(tmp_path: Path) -> None:
     assert server_identity("github", ["npx", "x"], str(tmp_path)) == "github"
     assert server_identity(None, ["node", "server.js"], str(tmp_path / "a")) == f"node {tmp_path}/a/server.js"
     assert server_identity(None, ["node", "server.js"], str(tmp_path)) == "node server.js"
+
+
+def test_new_tools_policy_key(tmp_path: Path) -> None:
+    """new_tools defaults to quarantine; a server section overrides the global value; a typo is refused."""
+    from daemon.config import ConfigError
+    from daemon.policy import load_policy
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"global": {}, "servers": {"grow": {"new_tools": "accept"}, "other": {}}}))
+    assert load_policy(str(path), None).new_tools == "quarantine"
+    assert load_policy(str(path), "grow").new_tools == "accept"
+    assert load_policy(str(path), "other").new_tools == "quarantine"
+    path.write_text(json.dumps({"global": {"new_tools": "allow"}}))
+    with pytest.raises(ConfigError, match="new_tools"):
+        load_policy(str(path), None)
