@@ -6,7 +6,7 @@ If firewalld is away or does not answer in time, the page passes as the server s
 can be called meanwhile (calls fail closed), and the page's definitions are kept and sent again
 as soon as firewalld is back, before any call is judged; if it then hides a tool, the agent is
 told that the tool list changed, so it lists again and no longer sees it. A page too big to be
-kept (over 4 MiB of definitions) or sent (over 64 MiB) that cannot be checked is shown without
+kept (over 4 MiB of definitions) or sent (over 8 MiB) that cannot be checked is shown without
 its tools: fail closed.
 """
 
@@ -26,9 +26,10 @@ log = logging.getLogger("mcp-action-firewall")
 #: Bytes of definitions kept to send again after a reconnect. A page past it that firewalld does
 #: not answer is shown without its tools (it could not be checked later).
 _MAX_KEPT = 4 * 1024 * 1024
-#: Bytes of definitions in one page that are sent to be checked, at most (frames are bounded):
-#: a bigger page is shown without its tools.
-_MAX_SENT = 64 * 1024 * 1024
+#: Bytes of definitions in one page that are sent to be checked, at most: firewalld compares a page
+#: on its event loop, which must not stall its other sessions for long. A bigger page (real servers
+#: list well under 1 MiB) is shown without its tools.
+_MAX_SENT = 8 * 1024 * 1024
 _SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
 
