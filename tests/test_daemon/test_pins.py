@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from daemon import pins as pins_module
-from daemon.pins import PinError, Pins, quarantined_in, server_identity
+from daemon.pins import PinError, Pins, quarantined_in
 from daemon.sessions import Session
 from daemon.store import Store
+from daemon.tooldefs import server_identity
 
 WEATHER = {
     "name": "get_weather",
