@@ -39,6 +39,7 @@ from console.messages import (
 )
 from console.model import Action, DaemonState, HistoryQuery, visible
 from console.pending import ActionDetail, ActionList, PendingPane
+from console.review import ReviewScreen
 from console.sessions import SessionsPane
 
 #: How many audit rows the history view asks for.
@@ -65,6 +66,7 @@ class FirewallConsole(GrantActions, FloodActions):
         Binding("h", "show_tab('history')", "History"),
         Binding("G", "show_tab('grants')", "Grants"),
         Binding("x", "revoke", "Revoke"),
+        Binding("t", "review_tools", "Tools", show=False),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -137,6 +139,16 @@ class FirewallConsole(GrantActions, FloodActions):
                 attempt += 1
                 self.post_message(Disconnected(f"unexpected error: {exc!r}", 5.0, attempt))
                 stop.wait(5.0)
+
+    @work(thread=True, exclusive=True, group="pins", name="count reviews")
+    def _count_reviews(self) -> None:
+        try:
+            waiting = sum(pin.under_review for pin in self.backend.pins())
+        except (ConsoleError, OSError):
+            return  # the live view says when the daemon is away
+        if waiting:
+            text = f"{waiting} tool definition(s) changed or new, hidden from the agent: press t to review."
+            self.call_from_thread(self.notify, text, severity="warning", markup=False)
 
     @work(thread=True, group="deny", name="approve")
     def _approve(self, action_id: str) -> None:
@@ -236,6 +248,8 @@ class FirewallConsole(GrantActions, FloodActions):
         self._count_tab(state)
         if fresh:
             self._announce(fresh)
+        if message.kinds & {"pins", "connected"} and not isinstance(self.screen, ReviewScreen):
+            self._count_reviews()
         if self.query_one(TabbedContent).active == "history":
             self._reload_history()
         if "grants" in message.kinds or self.query_one(TabbedContent).active == "grants":
@@ -360,6 +374,8 @@ class FirewallConsole(GrantActions, FloodActions):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Deny keys only on the pending tab, and only when there is something to deny."""
+        if isinstance(self.screen, ReviewScreen) and action not in ("quit", "command_palette", "pop_screen"):
+            return False  # the review screen has keys of its own; the pending tab is not on screen
         if action == "fetch_arguments":
             selected = self.query_one(ActionList).selected
             if self.query_one(TabbedContent).active != "pending" or not self.connected:
@@ -432,6 +448,10 @@ class FirewallConsole(GrantActions, FloodActions):
         detail = "The agents will be told they were denied; their codes stop working."
         if await self.push_screen_wait(ConfirmScreen(question, detail, yes="Deny all")):
             self._deny(tuple(a.action_id for a in actions))
+
+    def action_review_tools(self) -> None:
+        """Open the review of tool definitions that changed (see :mod:`console.review`)."""
+        self.push_screen(ReviewScreen(self.backend))
 
     def action_refresh(self) -> None:
         """Re-read everything now (or try to connect now)."""

@@ -23,6 +23,7 @@ from console.grant_screen import GrantChoice
 from console.grants_view import GrantView, grant_from_wire
 from console.messages import Connected, Disconnected, PendingChanged, PolicyProblem
 from console.model import AuditEntry, HistoryQuery, audit_from_wire, state_from_wire
+from console.pins import ToolPin, pin_from_wire
 from daemon.protocol import default_socket_path
 
 #: Posts a message to the app; thread-safe (``App.post_message``).
@@ -108,6 +109,22 @@ class Backend(Protocol):
 
         Raises:
             ConsoleError: the daemon could not be reached.
+        """
+        ...
+
+    def pins(self) -> tuple[ToolPin, ...]:
+        """Every server's pinned tools and the definitions waiting for review.
+
+        Raises:
+            ConsoleError: the daemon could not be reached.
+        """
+        ...
+
+    def review_tool(self, review_id: str, accept: bool) -> str:
+        """Accept (re-pin) or reject a definition under review; returns the daemon's message.
+
+        Raises:
+            ConsoleError: no such review (the definition changed since), or no daemon.
         """
         ...
 
@@ -224,6 +241,16 @@ class DaemonBackend:
         """The full arguments of a pending action, size and hash checked."""
         with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
             return client.arguments(action_id).text
+
+    def pins(self) -> tuple[ToolPin, ...]:
+        """Every server's pins, reviews first."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return tuple(pin_from_wire(raw) for raw in client.pins())
+
+    def review_tool(self, review_id: str, accept: bool) -> str:
+        """Accept or reject a definition under review."""
+        with ConsoleClient(self._socket_path, timeout=self._timeout) as client:
+            return client.review_tool(review_id, accept)
 
     def history(self, query: HistoryQuery, limit: int) -> tuple[AuditEntry, ...]:
         """Audit rows matching ``query``, newest first."""

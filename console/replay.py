@@ -18,6 +18,7 @@ from console.grant_screen import GrantChoice
 from console.grants_view import GrantView
 from console.messages import Connected, Disconnected, PendingChanged
 from console.model import AuditEntry, DaemonState, HistoryQuery
+from console.pins import ToolPin
 
 
 class ReplayBackend:
@@ -33,6 +34,7 @@ class ReplayBackend:
         full_arguments: dict[str, str] | None = None,
         grants: tuple[GrantView, ...] = (),
         diff: str = "",
+        pins: tuple[ToolPin, ...] = (),
     ) -> None:
         """Serve ``state`` and ``history``; or, given ``unreachable``, fail to connect with that reason."""
         self.state = state or DaemonState()
@@ -40,6 +42,9 @@ class ReplayBackend:
         self.unreachable = unreachable
         #: The full arguments of actions whose listing is cut, by action id.
         self.full_arguments = full_arguments or {}
+        #: Pinned tools and reviews; accepting or rejecting one changes it here.
+        self.tool_pins = pins
+        self.reviewed: list[tuple[str, bool]] = []
         self.denied: list[str] = []
         self.approved: list[str] = []
         #: The grants made (action id, choice, base hash), and the live ones shown.
@@ -137,3 +142,26 @@ class ReplayBackend:
         if self.unreachable is not None:
             raise ConsoleError(self.unreachable)
         return tuple(entry for entry in self.entries if query.matches(entry))[:limit]
+
+    def pins(self) -> tuple[ToolPin, ...]:
+        """The recorded pins."""
+        if self.unreachable is not None:
+            raise ConsoleError(self.unreachable)
+        return self.tool_pins
+
+    def review_tool(self, review_id: str, accept: bool) -> str:
+        """Accept (pinned) or reject the recorded review, as the daemon would."""
+        with self._lock:
+            found = [p for p in self.tool_pins if p.review_id == review_id and p.state != "pinned"]
+            if not found or (not accept and found[0].state == "rejected"):
+                raise ConsoleError(f"no tool definition under review {review_id}")
+            pin = found[0]
+            after = (
+                replace(pin, state="pinned", pinned=None, seen=None)
+                if accept
+                else replace(pin, state="rejected")
+            )
+            self.tool_pins = tuple(after if p is pin else p for p in self.tool_pins)
+            self.reviewed.append((review_id, accept))
+        verb = "accepted: pinned and shown again" if accept else "rejected: stays hidden and denied"
+        return f"{review_id} ({pin.tool} on {pin.server}) {verb}"

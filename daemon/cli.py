@@ -195,6 +195,8 @@ def _explain(
         lines += granted
     for line in lines:
         print(line)
+    for line in _pin_lines(tool, name):
+        print(line)
     return 0
 
 
@@ -217,6 +219,29 @@ def _explain_grants(
             return [f"grant {grant.describe()}: matches", f"decision: allow by grant {grant.grant_id}"]
     chat = "" if session else " (give --session ID to include this-chat grants)"
     return [f"grants: none of the daemon's {len(grants)} grant(s) for {tool!r} matches{chat}"]
+
+
+def _pin_lines(tool: str, name: str | None) -> list[str]:
+    """What the pins (read from the state database, read-only) say of ``tool``: a quarantined
+    definition denies the call before the policy is asked."""
+    from daemon.pins import quarantined_in
+
+    try:
+        db_path = DaemonSettings().db_path
+    except ValidationError:
+        return []
+    lines = []
+    for server, state, review_id in quarantined_in(db_path, tool, name):
+        why = {
+            "changed": "its definition changed since it was approved",
+            "new": "it is new on that server and not reviewed yet",
+            "rejected": "you rejected its current definition",
+        }.get(state, state)
+        lines.append(
+            f"tool pin: on server {server!r} every call of {tool} is DENIED (rule builtin.tool_pin) before "
+            f"the policy is asked: {why}. Review it: firewall-console tools (review {review_id})"
+        )
+    return lines
 
 
 def _service(args: argparse.Namespace) -> int:

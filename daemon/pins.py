@@ -32,14 +32,14 @@ import json
 import logging
 import os
 import secrets
-import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from daemon.sessions import Session
 from daemon.store import Store
+from daemon.tooldefs import Definition, canonical, server_identity, text_of
 
 log = logging.getLogger("firewalld")
 
@@ -58,8 +58,6 @@ CREATE TABLE IF NOT EXISTS tool_pins (
 );
 """
 
-#: The members of a tool definition that are pinned.
-FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 PINNED, CHANGED, NEW, REJECTED = "pinned", "changed", "new", "rejected"
 #: States whose tool is hidden and denied.
 QUARANTINED = frozenset({CHANGED, NEW, REJECTED})
@@ -70,56 +68,10 @@ RULE = "builtin.tool_pin"
 MAX_TOOLS_PER_SERVER = 10_000
 #: A definition longer than this (characters of JSON) is cut in listings (``*_cut`` is set).
 LISTED_DEFINITION = 64 * 1024
+#: Definitions remembered by the hash of their bytes (see Pins._known_definition).
+_KNOWN = 50_000
 #: Reviews listed with their definitions, at most (the rest are listed without them).
 MAX_REVIEWS_LISTED = 200
-
-
-def server_identity(server: str | None, target: Sequence[str], cwd: str = "") -> str:
-    """Whose pins a session shares: the ``--name``, else the command line, its relative paths
-    (those that exist under ``cwd``) made absolute, so that ``node server.js`` in two projects
-    is two servers."""
-    if server:
-        return server
-    args = []
-    for i, arg in enumerate(target):
-        if cwd and arg and not os.path.isabs(arg) and not arg.startswith("-") and (i > 0 or "/" in arg):
-            full = os.path.join(cwd, arg)
-            if os.path.exists(full):
-                arg = os.path.normpath(full)
-        args.append(arg)
-    return shlex.join(args)
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """One listed tool, canonical."""
-
-    name: str
-    text: str
-    digest: str
-    annotations: dict[str, Any]
-
-
-def canonical(raw: bytes) -> Definition | None:
-    """The pinned form of a tool definition sent by a shim, or None if it is not one."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-        return None
-    picked = {k: value[k] for k in FIELDS if k in value}
-    try:
-        text = json.dumps(picked, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    except (ValueError, RecursionError):
-        return None
-    annotations = value.get("annotations")
-    return Definition(
-        value["name"],
-        text,
-        hashlib.sha256(text.encode()).hexdigest(),
-        annotations if isinstance(annotations, dict) else {},
-    )
 
 
 @dataclass(slots=True)
@@ -170,6 +122,8 @@ class Pins:
         self._rows: dict[str, dict[str, Pin]] = {}
         self._identity: dict[str, str] = {}  # session id -> server identity
         self._tofu: dict[str, str] = {}  # session id -> the server whose first listing it makes
+        self._overflow: dict[str, set[str]] = {}  # tools past MAX_TOOLS_PER_SERVER, by server
+        self._known: dict[bytes, Definition] = {}  # see _known_definition
         #: Quarantined tool names, by server identity (only servers that have some).
         self.blocked: dict[str, set[str]] = {}
         for row in store.db.execute(
@@ -198,7 +152,13 @@ class Pins:
         blocked = self.blocked.get(self.identity(session))
         if not blocked or tool not in blocked:
             return None
-        return refusal_text(self._rows[self.identity(session)][tool])
+        pin = self._rows.get(self.identity(session), {}).get(tool)
+        if pin is None:  # past MAX_TOOLS_PER_SERVER: never stored, never callable
+            return (
+                f"Tool '{tool}' is one too many: its server lists over {MAX_TOOLS_PER_SERVER:,} tools, "
+                "and the firewall does not let the ones past that through."
+            )
+        return refusal_text(pin)
 
     def observe(
         self,
@@ -207,12 +167,14 @@ class Pins:
         first_page: bool,
         new_tools: str,
         annotations: dict[str, dict[str, Any]],
+        more: bool = False,
     ) -> list[str]:
         """Compare a page of the session's tools/list with the pins; returns the names to hide.
 
         ``new_tools`` (``quarantine`` or ``accept``) is the policy for a tool the server lists
         for the first time; a server's first listing (all its pages) is pinned whatever it says.
-        Each listed tool's annotations are put in ``annotations``, by name.
+        Each listed tool's annotations are put in ``annotations``, by name; ``more`` says that
+        the listing has further pages.
         """
         ident = self.identity(session)
         rows = self._rows.setdefault(ident, {})
@@ -227,11 +189,15 @@ class Pins:
         page: dict[str, str] = {}
         changed = False
         now = time.time()
-        for item in raw[:MAX_TOOLS_PER_SERVER]:
-            found = canonical(item)
+        for item in raw:
+            found = self._known_definition(item)
             if found is None:
                 continue
             name = found.name
+            if len(page) >= MAX_TOOLS_PER_SERVER and name not in page:  # a page past the cap: hidden
+                hidden.add(name)
+                self._over(ident, name)
+                continue
             annotations[name] = found.annotations
             if name in page:  # listed twice in one page: hidden unless both say the same
                 if page[name] != found.digest:
@@ -240,20 +206,21 @@ class Pins:
             page[name] = found.digest
             pin = rows.get(name)
             if pin is None:
-                if first_use or new_tools == "accept":
+                if len(rows) >= MAX_TOOLS_PER_SERVER:
+                    log.warning("server %r has %d tools pinned; %r is hidden", ident, len(rows), name)
+                    hidden.add(name)
+                    self._over(ident, name)
+                elif first_use or new_tools == "accept":
                     why = (
                         "first listing of the server"
                         if first_use
                         else "new tool, accepted by policy new_tools"
                     )
-                    rows[name] = Pin(ident, name, PINNED, found.digest, found.text, None, None, None, now)
+                    rows[name] = Pin(ident, name, PINNED, found.digest, text_of(item), None, None, None, now)
                     self._save(rows[name], "tool_pinned", why)
-                elif len(rows) >= MAX_TOOLS_PER_SERVER:
-                    log.warning("server %r lists more than %d tools; %r is hidden", ident, len(rows), name)
-                    hidden.add(name)
                 else:
                     rows[name] = Pin(
-                        ident, name, NEW, None, None, found.digest, found.text, _review_id(), now
+                        ident, name, NEW, None, None, found.digest, text_of(item), _review_id(), now
                     )
                     self._save(rows[name], "tool_new", "new tool on a known server: hidden until reviewed")
                     hidden.add(name)
@@ -277,16 +244,38 @@ class Pins:
             if found.digest == pin.seen_hash and pin.state in QUARANTINED:
                 continue  # already under review, or rejected
             pin.state = CHANGED if pin.pinned_hash is not None else NEW
-            pin.seen_hash, pin.seen, pin.review_id, pin.updated = found.digest, found.text, _review_id(), now
+            pin.seen_hash, pin.seen, pin.review_id, pin.updated = (
+                found.digest,
+                text_of(item),
+                _review_id(),
+                now,
+            )
             what = "definition changed since it was approved" if pin.state == CHANGED else "new definition"
             self._save(
                 pin, "tool_changed" if pin.state == CHANGED else "tool_new", f"{what}: hidden until reviewed"
             )
             changed = True
+        if not more:  # the first listing is over: what comes later is new
+            self._tofu.pop(sid, None)
         if changed:
             self._reblock(ident)
             self._on_change(ident, "tool definitions changed")
         return sorted(hidden | (self.blocked.get(ident, set()) & page.keys()))
+
+    def _known_definition(self, item: bytes) -> Definition | None:
+        """:func:`canonical` of ``item``, remembered by the SHA-256 of its bytes (without its text):
+        a server lists the same bytes every time, and an unchanged listing then costs a hash per
+        tool instead of a parse and a sorted re-serialisation."""
+        key = hashlib.sha256(item).digest()
+        found = self._known.get(key)
+        if found is None:
+            found = canonical(item)
+            if found is None:
+                return None
+            if len(self._known) >= _KNOWN:
+                self._known.clear()
+            self._known[key] = found.without_text()
+        return found
 
     def review(self, review_id: str, accept: bool) -> Pin:
         """Accept (re-pin) or reject the definition under review ``review_id``.
@@ -330,8 +319,17 @@ class Pins:
         pins.sort(key=lambda p: (order.get(p.state, 4), p.server, p.tool))
         return [pin.view(pin.state != PINNED and i < MAX_REVIEWS_LISTED) for i, pin in enumerate(pins)]
 
+    def _over(self, ident: str, name: str) -> None:
+        """A tool past :data:`MAX_TOOLS_PER_SERVER`: hidden and denied, remembered in memory only
+        (and at most that many of them per server)."""
+        over = self._overflow.setdefault(ident, set())
+        if name not in over and len(over) < MAX_TOOLS_PER_SERVER:
+            over.add(name)
+            self._reblock(ident)
+
     def _reblock(self, ident: str) -> None:
         names = {name for name, pin in self._rows.get(ident, {}).items() if pin.state in QUARANTINED}
+        names |= self._overflow.get(ident, set())
         if names:
             self.blocked[ident] = names
         else:

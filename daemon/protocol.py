@@ -242,6 +242,9 @@ class ToolDefinitions(NamedTuple):
     rid: int
     tools: list[bytes]
     first_page: bool
+    #: The page has a ``nextCursor``: the listing goes on (a server's first listing is pinned
+    #: whole, and ends with its last page).
+    more: bool = False
 
 
 @_register("tools_hidden")

@@ -569,7 +569,7 @@ class Firewalld:
         annotations: dict[str, dict[str, Any]] = {}
         self._pin_reporter = session.session_id
         try:
-            hidden = self.pins.observe(session, msg.tools, msg.first_page, new_tools, annotations)
+            hidden = self.pins.observe(session, msg.tools, msg.first_page, new_tools, annotations, msg.more)
         finally:
             self._pin_reporter = ""
         if len(session.tools) < 10_000:

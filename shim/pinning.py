@@ -5,7 +5,9 @@ A page waits for firewalld's answer (a page, not a call: the cost is one round t
 If firewalld is away or does not answer in time, the page passes as the server sent it: nothing
 can be called meanwhile (calls fail closed), and the page's definitions are kept and sent again
 as soon as firewalld is back, before any call is judged; if it then hides a tool, the agent is
-told that the tool list changed, so it lists again and no longer sees it.
+told that the tool list changed, so it lists again and no longer sees it. A page too big to be
+kept (over 4 MiB of definitions) or sent (over 8 MiB) that cannot be checked is shown without
+its tools: fail closed.
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ from shim.listing import finish_tools_page, parse_tools_page, tool_definitions
 
 log = logging.getLogger("mcp-action-firewall")
 
-#: Bytes of definitions kept to send again after a reconnect; a bigger listing is not kept.
+#: Bytes of definitions kept to send again after a reconnect. A page past it that firewalld does
+#: not answer is shown without its tools (it could not be checked later).
 _MAX_KEPT = 4 * 1024 * 1024
+#: Bytes of definitions in one page that are sent to be checked, at most: firewalld compares a page
+#: on its event loop, which must not stall its other sessions for long. A bigger page (real servers
+#: list well under 1 MiB) is shown without its tools.
+_MAX_SENT = 8 * 1024 * 1024
 _SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
 
@@ -46,9 +53,16 @@ class Pinning:
             return line
         msg, tools = page
         definitions = tool_definitions(tools)
-        self._keep(definitions, first_page)
-        if not definitions or not getattr(self._link, "ready", True):
+        if not definitions:
             return finish_tools_page(msg, tools, first_page, ())
+        everything = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        if sum(len(d) for d in definitions) > _MAX_SENT:  # cannot be checked: nothing of it is shown
+            log.error("a tools/list page of over %d bytes of definitions: its tools are hidden", _MAX_SENT)
+            return finish_tools_page(msg, tools, first_page, set(everything))
+        more = bool(msg["result"].get("nextCursor"))
+        kept = self._keep(definitions, first_page, more)
+        if not getattr(self._link, "ready", True):
+            return finish_tools_page(msg, tools, first_page, () if kept else set(everything))
         self._pages_waiting.add(msg_id)
 
         def answered(reply: p.Message | None, why: str) -> None:
@@ -56,34 +70,36 @@ class Pinning:
             hidden: list[str] = []
             if isinstance(reply, p.ToolsHidden):
                 hidden = reply.hidden
-            else:
+            else:  # checked when firewalld is back (if kept); calls fail closed until then
                 log.warning("tools/list passed unchecked: %s", why or "firewalld refused the check")
+                hidden = [] if kept else everything
             if first_page:
                 self._hidden_shown = set(hidden)
             else:
                 self._hidden_shown.update(hidden)
             self._client.write_line(finish_tools_page(msg, tools, first_page, set(hidden)))
 
-        self._link.request(lambda rid: p.ToolDefinitions(rid, definitions, first_page), answered)
+        self._link.request(lambda rid: p.ToolDefinitions(rid, definitions, first_page, more), answered)
         return None
 
-    def _keep(self, definitions: list[bytes], first_page: bool) -> None:
-        """Keep the listing's pages to send firewalld again after a reconnect (or restart)."""
+    def _keep(self, definitions: list[bytes], first_page: bool, more: bool) -> bool:
+        """Keep the listing's pages to send firewalld again after a reconnect (or restart);
+        False if this page is not kept (too big)."""
         stick = getattr(self._link, "stick", None)
         if stick is None:
-            return
+            return True
         if first_page:
             for index in range(self._kept_pages):
                 stick(f"pins:{index}", None)
             self._kept_pages = self._kept_bytes = 0
         size = sum(len(d) for d in definitions)
         if self._kept_bytes + size > _MAX_KEPT:
-            return
+            return False
         self._kept_bytes += size
-        stick(
-            f"pins:{self._kept_pages}", p.ToolDefinitions(0, definitions, first_page and not self._kept_pages)
-        )
+        first = first_page and not self._kept_pages
+        stick(f"pins:{self._kept_pages}", p.ToolDefinitions(0, definitions, first, more))
         self._kept_pages += 1
+        return True
 
     def _pins_message(self, message: p.Message) -> bool:
         """Handle what firewalld says of pins unasked; False if ``message`` is something else."""

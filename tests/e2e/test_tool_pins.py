@@ -7,6 +7,7 @@ The agent is the official SDK client; behind the shim runs ``tests/fixtures/rug_
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -158,6 +159,16 @@ async def test_reject_keeps_it_out_in_every_chat_and_after_a_restart(daemon: Dae
         assert (await second.call("get_weather", {"city": "Oslo"})).is_error
 
     daemon.stop()
+    explained = subprocess.run(  # noqa: ASYNC221 - no chat is open: nothing to block
+        [sys.executable, "-m", "daemon", "explain", "get_weather", '{"city": "Oslo"}', "--name", "rug"],
+        env=daemon.env,
+        cwd=daemon.home,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "tool pin: on server 'rug' every call of get_weather is DENIED" in explained.stdout
+    assert "you rejected its current definition" in explained.stdout
     daemon.start()
     assert pins(daemon)["get_weather"]["state"] == "rejected"
     async with chat(command, daemon) as third:

@@ -68,7 +68,9 @@ async def test_paused_action_appears_with_code_and_arguments(daemon: Daemon, tmp
             arguments = static_text(app, "#arguments-json")
             assert '"id": 42' in arguments
             assert "naïve \\u202e text" in arguments  # the bidi override is spelt out, not obeyed
-            assert "delete_user" in app.query_one(ActionList).get_option_at_index(0).prompt.plain  # type: ignore[union-attr]
+            # The list may get its width a frame after its first row (it was hidden while empty).
+            row = app.query_one(ActionList)
+            await until(pilot, lambda: "delete_user" in row.get_option_at_index(0).prompt.plain)  # type: ignore[union-attr]
             svg = app.export_screenshot()
     assert expected["code"] in svg
     assert effects_of(tmp_path / "fx") == []
