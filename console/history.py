@@ -29,6 +29,7 @@ _EVENTS: dict[str, tuple[str, str]] = {
     "code_reissued": ("new code", ""),
     "reopened": ("waits again", "bold"),
     "denied": ("denied", "bold"),
+    "elicitation_refused": ("dialog answer refused", "bold"),
     "expired": ("expired", "bold"),
     "locked": ("locked", "bold"),
     "withdrawn": ("withdrawn", ""),

@@ -1,9 +1,10 @@
 """firewalld's socket: who may connect, and what each kind of peer may ask.
 
 Every connection is checked (same uid as the daemon), then says hello as a shim or a console.
-A shim may only judge calls, confirm codes and withdraw actions *of its own session*; it never
-receives a code. A console may list pending actions with their codes, deny them and read the
-audit log. Each connection is served by its own task and closed in a ``finally``.
+A shim may only judge calls, confirm codes, withdraw actions and pass on its client's dialog answers
+(where the policy allows it, :mod:`daemon.elicitation`) *of its own session*; it never receives a
+code. A console may list pending actions with their codes, deny them and read the audit log. Each
+connection is served by its own task and closed in a ``finally``.
 """
 
 from __future__ import annotations

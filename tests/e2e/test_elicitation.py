@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 from mcp_types import ElicitResult, ErrorData, Implementation
 
 from conftest import Daemon, effects_of, fixture_shim, wait_until, write_config
@@ -74,6 +75,7 @@ async def test_accepted_dialog_runs_the_frozen_call(mode: str, daemon: Daemon, t
         command, mode=mode, env=daemon.env, record_dir=record, elicitation_callback=dialog
     ) as agent:
         result = await agent.call_tool("delete_user", {"id": 42})
+        assert daemon.pending() == []  # closed as approved (not withdrawn as the chat ends)
     assert not result.is_error, tool_text(result)
     assert tool_text(result) == "deleted user 42"
     assert effects_of(effects) == [{"id": 42, "tool": "delete_user"}]
@@ -83,7 +85,6 @@ async def test_accepted_dialog_runs_the_frozen_call(mode: str, daemon: Daemon, t
     assert code.encode() not in agent_bytes(record)  # the dialog and every answer hold no code
     (row,) = [r for r in daemon.audit() if r["event"] == "confirm_ok"]
     assert row["detail"] == "approved in the client's own dialog (elicitation)"
-    assert daemon.pending() == []
     sent = [json.loads(line) for line in agent_bytes(record).splitlines()]
     if mode == "legacy":  # the original request id got the real result
         (call,) = [
@@ -115,11 +116,11 @@ async def test_declined_dialog_is_refused_and_audited(
     ) as agent:
         result = await agent.call_tool("delete_user", {"id": 5})
         after = await agent.call_tool("read_note", {"name": "still"})
+        assert daemon.pending() == []  # denied (not withdrawn as the chat ends)
     assert len(dialog.messages) == 1
     assert result.is_error and "declined" in tool_text(result) and "did not run" in tool_text(result)
     assert tool_text(after) == "note:still"
     assert effects_of(effects) == []
-    assert daemon.pending() == []
     (denied,) = [r for r in daemon.audit() if r["event"] == "denied"]
     assert denied["detail"] == "declined in the client's own dialog (elicitation)"
     assert not [r for r in daemon.audit() if r["event"] == "confirm_ok"]
@@ -170,6 +171,19 @@ async def test_a_failed_dialog_falls_back_to_the_code(daemon: Daemon, tmp_path: 
         confirmed = await agent.call_tool("firewall_confirm", {"otp": action["code"]})
     assert tool_text(confirmed) == "deleted user 8"
     assert effects_of(effects) == [{"id": 8, "tool": "delete_user"}]
+
+
+async def test_a_failed_dialog_in_the_stateless_era_runs_nothing(daemon: Daemon, tmp_path: Path) -> None:
+    """The SDK raises the dialog's error instead of retrying: nothing runs, the action waits."""
+    effects = tmp_path / "fx"
+    dialog = Dialog(daemon, "error")
+    command = fixture_shim(effects, config=policy(tmp_path, True), name="fx", extra=HOLD)
+    async with connect(command, mode="auto", env=daemon.env, elicitation_callback=dialog) as agent:
+        with pytest.raises(MCPError, match="the dialog failed"):
+            await agent.call_tool("delete_user", {"id": 8})
+        assert tool_text(await agent.call_tool("read_note", {"name": "z"})) == "note:z"
+        assert [a["tool"] for a in daemon.pending()] == ["delete_user"]  # (withdrawn when the chat ends)
+    assert effects_of(effects) == []
 
 
 async def test_an_unanswered_dialog_falls_back_to_paused(daemon: Daemon, tmp_path: Path) -> None:
