@@ -106,8 +106,13 @@ def head_shape(head: bytes) -> tuple[str, Any] | None:
     if match is None:
         return None
     raw_id, member = match.groups()
+    if raw_id is None:
+        return member.decode(), NOT_A_RESPONSE
+    digits = raw_id.lstrip(b"-")
+    if raw_id[:1] != b'"' and (digits[:1] != b"0" or digits == b"0"):  # an integer JSON allows
+        return member.decode(), int(raw_id)
     try:
-        return member.decode(), NOT_A_RESPONSE if raw_id is None else json.loads(raw_id)
+        return member.decode(), json.loads(raw_id)
     except ValueError:  # an escape that JSON does not have: not a line to take apart
         return None
 
