@@ -93,6 +93,8 @@ class Peer:
         self._lock = anyio.Lock()
         self._outbox: deque[memoryview] = deque()  # answers serve() could not send at once
         self._start_flush: Callable[[], None] | None = None  # set while serve() runs
+        #: While :meth:`serve_lazily` runs: read and handle what has arrived, now (at a stop).
+        self.read_now: Callable[[], None] | None = None
 
     def _feed(self, data: bytes) -> list[p.Message]:
         """Decode what arrived, and account for what an unfinished frame now holds.
@@ -227,9 +229,11 @@ class Peer:
                 loop.add_reader(fd, readable)
 
         loop.add_reader(fd, readable)
+        self.read_now = drain
         try:
             await ended
         finally:
+            self.read_now = None
             loop.remove_reader(fd)
 
     def abort(self) -> None:

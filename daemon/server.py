@@ -75,6 +75,7 @@ class Firewalld:
         # Leased calls' audit records are acknowledged a little later, together (an answer per
         # batch would wake the shim once more per call): session -> the highest rid to ack.
         self._audit_acks: dict[str, int] = {}
+        self._audit_channels: set[Peer] = set()
         self._ack_due = anyio.Event()
         self._consoles: set[Peer] = set()
         self._connections = 0
@@ -161,7 +162,11 @@ class Firewalld:
                     pass
 
     async def drain(self, limit: float) -> None:
-        """Wait (at most ``limit`` seconds) for the shims to have read every answer sent to them."""
+        """Record what waits in the audit channels, then wait (at most ``limit`` seconds) for the
+        shims to have read every answer sent to them."""
+        for peer in list(self._audit_channels):
+            if peer.read_now is not None:
+                peer.read_now()
         with anyio.move_on_after(limit):
             while any(peer.backlogged for peer in self._shims):  # noqa: ASYNC110 - once, at a stop
                 await anyio.sleep(0.01)
@@ -322,7 +327,11 @@ class Firewalld:
                 if audited is None:
                     raise PeerRefused("an audit channel for no known session")
                 self._leased(audited, rest)
-                await peer.serve_lazily(lambda batch: self._leased(audited, batch), AUDIT_EVERY)
+                self._audit_channels.add(peer)
+                try:
+                    await peer.serve_lazily(lambda batch: self._leased(audited, batch), AUDIT_EVERY)
+                finally:
+                    self._audit_channels.discard(peer)
             elif hello.role == p.ROLE_CONSOLE:
                 if pid:  # it shows codes: its memory is as off limits to tool calls as ours
                     console_proc = f"/proc/{pid}"
