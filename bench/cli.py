@@ -16,8 +16,9 @@ from bench.variants import setup_seed
 
 EPILOG = """\
 variants: direct (the target alone), relay (bench/relay.py), seed (mcp-action-firewall 0.3.0 from
-PyPI, in bench/.seed-venv), shim (this project's shim and daemon, default policy), shim100 (the
-same with a 100-rule policy). Set the seed up once with --setup-seed.
+PyPI, in bench/.seed-venv), shim (this project's shim and daemon, default policy: allowed calls
+under a lease), shimrt (the same, --no-leases: every call asked about), shim100 (a 100-rule policy
+whose rules test the calls' arguments, so no lease). Set the seed up once with --setup-seed.
 """
 
 

@@ -149,6 +149,7 @@ def _meta(plan: Plan, started: float) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "kernel": platform.release(),
         "load_average": os.getloadavg(),
         "plan": {
             "reps": plan.reps,

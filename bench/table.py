@@ -70,8 +70,21 @@ def render(result: dict[str, Any], derived: dict[str, Any]) -> str:
     meta = result["meta"]
     out = [
         f"MCP Action Firewall benchmark — {meta['started']}, Python {meta['python']}, {meta['cpus']} CPUs, "
-        f"load {meta['load_average'][0]:.2f}, {meta['plan']['reps']} repetition(s), {meta['seconds']} s",
+        f"kernel {meta.get('kernel', '?')}, load {meta['load_average'][0]:.2f}, "
+        f"{meta['plan']['reps']} repetition(s), {meta['seconds']} s",
         "cells: median (min–max) over repetitions; failed: no answer (a hang or an exit); —: not measured",
+        "",
+    ]
+    rows = []
+    for line in derived["budget"]:
+        verdict = {True: "ok", False: "MISSED", None: "not measured"}[line["ok"]]
+        shown = "—"
+        if line["median"] is not None:
+            shown = cell({"median": line["median"], "min": line["min"], "max": line["max"], "n": line["n"]})
+        rows.append([line["line"], shown, f"{line['op']} {num(line['limit'])} {line['unit']}", verdict])
+    out += [
+        "budget (DESIGN.md §7), as ratios to variants measured in the same interleaved run",
+        _grid(["line", "measured", "budget", ""], rows),
         "",
     ]
     rows = []
@@ -112,14 +125,6 @@ def render(result: dict[str, Any], derived: dict[str, Any]) -> str:
     rows.append(["daemon peak RSS, end of run [MiB]", num(rss / 1024) if rss else "—"])
     out += ["the daemon", _grid(["metric", "value"], rows), ""]
 
-    rows = []
-    for line in derived["budget"]:
-        verdict = {True: "ok", False: "MISSED", None: "not measured"}[line["ok"]]
-        shown = "—"
-        if line["median"] is not None:
-            shown = cell({"median": line["median"], "min": line["min"], "max": line["max"], "n": line["n"]})
-        rows.append([line["line"], shown, f"{line['op']} {num(line['limit'])} {line['unit']}", verdict])
-    out += ["budget (DESIGN.md §7)", _grid(["line", "measured", "budget", ""], rows), ""]
     out += [f"note: {n}" for n in result["notes"]]
     out += [f"error: {e}" for e in result["errors"]]
     return "\n".join(out)

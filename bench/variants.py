@@ -71,6 +71,12 @@ def build_variants(socket_path: str, rules_config: Path, *, seed: bool) -> list[
     variants += [
         Variant("shim", "shim+daemon", lambda argv: [*shim, "--", *argv], uses_daemon=True),
         Variant(
+            "shimrt",
+            "shim+daemon, no leases",
+            lambda argv: [*shim, "--no-leases", "--", *argv],
+            uses_daemon=True,
+        ),
+        Variant(
             "shim100",
             "shim+daemon, 100 rules",
             lambda argv: [*shim, "--config", str(rules_config), "--", *argv],

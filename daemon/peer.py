@@ -93,6 +93,8 @@ class Peer:
         self._lock = anyio.Lock()
         self._outbox: deque[memoryview] = deque()  # answers serve() could not send at once
         self._start_flush: Callable[[], None] | None = None  # set while serve() runs
+        #: While :meth:`serve_lazily` runs: read and handle what has arrived, now (at a stop).
+        self.read_now: Callable[[], None] | None = None
 
     def _feed(self, data: bytes) -> list[p.Message]:
         """Decode what arrived, and account for what an unfinished frame now holds.
@@ -172,6 +174,67 @@ class Peer:
             self._outbox.append(memoryview(data)[sent:])
             if self._start_flush is not None:
                 self._start_flush()
+
+    async def serve_lazily(self, answer: Callable[[list[p.Message]], None], delay: float) -> None:
+        """Read what the peer sends at most every ``delay`` seconds, never answering: the first
+        byte of a quiet spell wakes this process, the rest waits in the socket until the delay
+        is over. For a stream whose messages nobody waits for (the audit records of leased calls),
+        so a busy peer wakes the daemon a hundred times a second, not once per message.
+
+        Raises:
+            anyio.EndOfStream: the peer closed the connection.
+            anyio.BrokenResourceError: the connection failed.
+            daemon.protocol.ProtocolError: the peer broke the framing or sent an unknown message.
+        """
+        loop = asyncio.get_running_loop()
+        fd = self._raw.fileno()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def fail(exc: BaseException) -> None:
+            loop.remove_reader(fd)
+            if not ended.done():
+                ended.set_exception(exc)
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            loop.call_later(delay, drain)
+
+        def drain() -> None:
+            if ended.done():
+                return
+            batch: list[p.Message] = []
+            while True:
+                try:
+                    data = self._raw.recv(_CHUNK)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    fail(anyio.BrokenResourceError(str(exc)))
+                    break
+                if not data:
+                    fail(anyio.EndOfStream())
+                    break
+                try:
+                    batch += self._feed(data)
+                except Exception as exc:  # a ProtocolError: raised from here below
+                    fail(exc)
+                    return
+            try:
+                if batch:
+                    answer(batch)  # what was read before an end of stream still counts
+            except Exception as exc:
+                fail(exc)
+                return
+            if not ended.done():
+                loop.add_reader(fd, readable)
+
+        loop.add_reader(fd, readable)
+        self.read_now = drain
+        try:
+            await ended
+        finally:
+            self.read_now = None
+            loop.remove_reader(fd)
 
     def abort(self) -> None:
         """End the connection now (its handler sees the end of the stream and closes it)."""

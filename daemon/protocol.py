@@ -33,6 +33,8 @@ _HEADER = struct.Struct(">I")
 
 ROLE_SHIM = "shim"
 ROLE_CONSOLE = "console"
+#: A shim's second connection, for the audit records of leased calls only (see daemon/leases.py).
+ROLE_AUDIT = "audit"
 
 
 class ProtocolError(Exception):

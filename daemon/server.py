@@ -52,6 +52,8 @@ _ACCEPT_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 INGEST_AFTER = 256
 #: A call bigger than this (bytes of JSON) is judged on a worker thread, off the event loop.
 BIG_CALL = 256 * 1024
+#: Seconds an audit channel's records may wait in its socket before the daemon reads them.
+AUDIT_EVERY = 0.01
 
 
 class PeerRefused(Exception):
@@ -89,6 +91,7 @@ class Firewalld:
         # Leased calls' audit records are acknowledged a little later, together (an answer per
         # batch would wake the shim once more per call): session -> the highest rid to ack.
         self._audit_acks: dict[str, int] = {}
+        self._audit_channels: set[Peer] = set()
         self._ack_due = anyio.Event()
         self._consoles: set[Peer] = set()
         self._connections = 0
@@ -183,7 +186,11 @@ class Firewalld:
                     pass
 
     async def drain(self, limit: float) -> None:
-        """Wait (at most ``limit`` seconds) for the shims to have read every answer sent to them."""
+        """Record what waits in the audit channels, then wait (at most ``limit`` seconds) for the
+        shims to have read every answer sent to them."""
+        for peer in list(self._audit_channels):
+            if peer.read_now is not None:
+                peer.read_now()
         with anyio.move_on_after(limit):
             while any(peer.backlogged for peer in self._shims):  # noqa: ASYNC110 - once, at a stop
                 await anyio.sleep(0.01)
@@ -365,6 +372,16 @@ class Firewalld:
                 await peer.serve(
                     lambda batch: self._shim_batch(shim, batch), lambda batch: self._prepare(shim, batch)
                 )
+            elif hello.role == p.ROLE_AUDIT:
+                audited = self.sessions.by_token(hello.resume or "")
+                if audited is None:
+                    raise PeerRefused("an audit channel for no known session")
+                self._leased(audited, rest)
+                self._audit_channels.add(peer)
+                try:
+                    await peer.serve_lazily(lambda batch: self._leased(audited, batch), AUDIT_EVERY)
+                finally:
+                    self._audit_channels.discard(peer)
             elif hello.role == p.ROLE_CONSOLE:
                 if pid:  # it shows codes: its memory is as off limits to tool calls as ours
                     console_proc = f"/proc/{pid}"
@@ -442,6 +459,21 @@ class Firewalld:
         return session
 
     # -- shim requests -----------------------------------------------------------------------
+
+    def _leased(self, session: Session, batch: list[p.Message]) -> None:
+        """Record a batch from a shim's audit channel, and acknowledge it soon, on its connection."""
+        if not batch:
+            return
+        with self.store.transaction():
+            for msg in batch:
+                if not isinstance(msg, p.LeaseAudit):
+                    raise p.ProtocolError(f"an audit channel may not send {p.tag_of(msg)}")
+                if self.leases.record(session, msg.calls):
+                    self._audit_dirty = True
+                self._audit_acks[session.session_id] = msg.rid
+        self._ack_due.set()
+        if self.store.spooled >= INGEST_AFTER:
+            self._ingest.set()
 
     def _shim_batch(self, session: Session, batch: list[p.Message]) -> list[p.Message]:
         """Answer a batch: one transaction, committed before the answers are returned to be sent."""

@@ -212,3 +212,8 @@ class Sessions:
     def get(self, session_id: str) -> Session | None:
         """A session by id."""
         return self._by_id.get(session_id)
+
+    def by_token(self, token: str) -> Session | None:
+        """The live session a resume token belongs to (nothing changes)."""
+        row = self._store.find_session(_token_hash(token))
+        return self._by_id.get(row["session_id"]) if row is not None else None

@@ -67,6 +67,12 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--no-autostart", action="store_true", help="do not start firewalld when none is running"
     )
+    parser.add_argument(
+        "--no-leases",
+        action="store_true",
+        help="ask firewalld about every tool call, even one it has allowed for good (slower; for "
+        "comparison and debugging)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr (-vv: debug)")
     parser.add_argument("--version", action="version", version="mcp-action-firewall 0.4.0")
     if "--" in argv:
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         target=target_argv,
         cwd=os.getcwd(),
         pid=os.getpid(),
-        leases=True,
+        leases=not args.no_leases,
     )
     loop = EventLoop()
     link = DaemonLink(

@@ -89,6 +89,10 @@ class DaemonLink:
         self.session_id: str | None = None
         self.policy_error: str | None = None
         self._token: str | None = None
+        # The second connection, for the audit records of leased calls (see shim.leases): the
+        # daemon reads it every few milliseconds instead of waking for each record.
+        self._audit: socket.socket | None = None
+        self._audit_out = bytearray()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -163,8 +167,9 @@ class DaemonLink:
 
     @property
     def clear_to_send(self) -> bool:
-        """Connected, and nothing waits to be written: a frame sent now reaches the kernel now."""
-        return self._state == _READY and not self._out
+        """Connected, and nothing waits to be written to the audit channel: a record sent now
+        reaches the kernel now."""
+        return self._state == _READY and self._audit is not None and not self._audit_out
 
     def new_rid(self) -> int:
         """A request id no other message of this link uses."""
@@ -173,9 +178,69 @@ class DaemonLink:
         return rid
 
     def send_now(self, message: p.Message) -> None:
-        """Send a message that expects no answer, if connected (else it is the caller's to keep)."""
-        if self._state == _READY:
-            self._send(message, None)
+        """Send an audit record on the audit channel, if connected (else it is the caller's to
+        keep: it sends it again once :attr:`on_ready` says the link is back)."""
+        sock = self._audit
+        if self._state != _READY or sock is None:
+            return
+        frame = p.encode(message)
+        if not self._audit_out:
+            try:
+                sent = sock.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._lost(f"the audit connection to the firewall daemon was lost ({exc.strerror or exc})")
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+            self._loop.add_writer(sock.fileno(), self._flush_audit)
+        self._audit_out += frame
+
+    def _flush_audit(self) -> None:
+        sock = self._audit
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._audit_out)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(f"the audit connection to the firewall daemon was lost ({exc.strerror or exc})")
+            return
+        del self._audit_out[:sent]
+        if not self._audit_out:
+            self._loop.remove_writer(sock.fileno())
+
+    def _open_audit(self) -> None:
+        """Open the audit channel (a Unix socket connects at once, or fails at once)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(self._path)
+            sock.send(p.encode(p.Hello(role=p.ROLE_AUDIT, resume=self._token)))
+        except OSError as exc:
+            sock.close()
+            log.warning("no audit connection to firewalld (%s): every call is asked about", exc)
+            return
+        self._audit = sock
+        self._audit_out.clear()
+        self._loop.add_reader(sock.fileno(), self._audit_readable)
+
+    def _audit_readable(self) -> None:
+        """The daemon sends nothing on the audit channel: anything readable is its end."""
+        sock = self._audit
+        if sock is None:
+            return
+        try:
+            data = sock.recv(1 << 12)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost("the audit connection to the firewall daemon was lost")
 
     @property
     def unacknowledged(self) -> int:
@@ -353,6 +418,8 @@ class DaemonLink:
             self._send(sticky, None)
         for record in list(self._reliable.values()):
             self._send(record, None)
+        if self._hello.leases:
+            self._open_audit()
         if self.on_ready is not None:
             self.on_ready()
         self._send(p.Resynced(), None)  # everything it should know of this session is on its way
@@ -366,6 +433,11 @@ class DaemonLink:
         if self._state != _DOWN and self.on_down is not None:
             self.on_down()
         self._state = _DOWN
+        audit, self._audit = self._audit, None
+        if audit is not None:
+            self._loop.remove_reader(audit.fileno())
+            self._loop.remove_writer(audit.fileno())
+            audit.close()
         self._out.clear()
         if sock is not None:
             self._loop.remove_reader(sock.fileno())

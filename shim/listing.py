@@ -60,20 +60,23 @@ NOT_A_RESPONSE: Any = object()
 def response_id(line: bytes, exact: bool = False) -> Any:
     """The id of a response line, or :data:`NOT_A_RESPONSE` (requests and notifications included).
 
-    Small lines are parsed. Big ones (a 10 MB file) would cost more to parse than to relay, so
-    their id is read from the ends of the line, where every serialiser puts it; only if it is in
-    neither place is the line parsed. ``exact`` parses whatever the size: the ends may not be
+    The id is read from the head of the line, where nearly every serialiser puts it, or, for a
+    big line (a 10 MB file, which would cost more to parse than to relay), from its tail; only
+    if it is in neither place is the line parsed. ``exact`` parses whatever the size: the ends may not be
     what the agent reads (a line that repeats ``"id"`` is read with its last one), so the caller
     asks for it whenever a wrong id could cost more than bookkeeping (a tools/list page or an
     approved call in flight).
     """
-    if len(line) > _PARSE_LIMIT and not exact:
+    if not exact:
+        # The head says what the line is for nearly every server (``{"jsonrpc":"2.0","id":N,
+        # "result":``): parsing a 60 KB result only to learn its id cost more than relaying it.
         shape = head_shape(line)
         if shape is not None and (shape[0] == "method" or shape[1] is not NOT_A_RESPONSE):
             return NOT_A_RESPONSE if shape[0] == "method" else shape[1]
-        match = _TAIL_ID.search(line, len(line) - 512)
-        if match:
-            return json.loads(match.group(1))
+        if len(line) > _PARSE_LIMIT:
+            match = _TAIL_ID.search(line, len(line) - 512)
+            if match:
+                return json.loads(match.group(1))
     try:
         # What json.loads(line) does for a line that starts with "{", without its encoding sniffing.
         msg = _plain.decode(line.decode("utf-8", "surrogatepass")) if line[:1] == b"{" else json.loads(line)
@@ -104,8 +107,13 @@ def head_shape(head: bytes) -> tuple[str, Any] | None:
     if match is None:
         return None
     raw_id, member = match.groups()
+    if raw_id is None:
+        return member.decode(), NOT_A_RESPONSE
+    digits = raw_id.lstrip(b"-")
+    if raw_id[:1] != b'"' and (digits[:1] != b"0" or digits == b"0"):  # an integer JSON allows
+        return member.decode(), int(raw_id)
     try:
-        return member.decode(), NOT_A_RESPONSE if raw_id is None else json.loads(raw_id)
+        return member.decode(), json.loads(raw_id)
     except ValueError:  # an escape that JSON does not have: not a line to take apart
         return None
 

@@ -194,3 +194,13 @@ def test_path_like_arguments_are_always_judged(daemon: Daemon, tmp_path: Path, a
     third = [r for r in rows if json.dumps(argument, ensure_ascii=False)[1:-1] in (r["detail"] or "")]
     third = [r for r in third if '"first"' not in r["detail"] and '"second"' not in r["detail"]]
     assert third and not (third[0].get("action_id") or "").startswith("lease:")
+
+
+def test_no_leases_asks_about_every_call(daemon: Daemon, tmp_path: Path) -> None:
+    """``--no-leases``: the shim never takes a lease, so every call has a decision of the daemon's."""
+    with start(daemon, tmp_path / "fx", None, "--no-leases") as peer:
+        for i in range(1, 11):
+            assert ok(peer.ask(call(i, "read_note", {"name": f"n{i}"})))
+        peer.close()
+    rows = [r for r in daemon.audit(5000) if r["event"] == "decision"]
+    assert len(rows) == 10 and lease_rows(daemon) == []

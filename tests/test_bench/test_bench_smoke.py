@@ -26,7 +26,7 @@ def test_quick_benchmark_completes(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "latest.json").read_text())
     assert data["errors"] == []
     names = [v["name"] for v in data["variants"]]
-    assert names == ["direct", "relay", "shim", "shim100"]
+    assert names == ["direct", "relay", "shim", "shimrt", "shim100"]
     for name in names:
         (row,) = data["runs"][name]
         for key in ("rt_p50_us", "rt_p99_us", "pipelined_cps", "tput_10MB_MBps", "cold_fast_ms", "exit_ms"):

@@ -197,3 +197,30 @@ def test_revocation_raises_the_epoch_pushes_and_completes_on_acknowledgement(wor
     assert b.aborted and not a.aborted and not leases.revoking
     (row,) = completed()
     assert "1 shim(s) acknowledged, 1 disconnected" in row["detail"]
+
+
+def test_verdicts_changed_reaches_every_shim_and_a_pin_veto_holds(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """What the grant and pin code calls: ``Firewalld.verdicts_changed`` pushes the revocation to
+    every connected shim; with the pin's veto in place, the tool is not leased again."""
+    import anyio
+
+    from daemon.server import Firewalld
+
+    async def scenario() -> None:
+        decisions: Decisions = world["decisions"]
+        app = Firewalld(decisions.settings, decisions.store, decisions.pending)
+        a, b = FakePeer(), FakePeer()
+        app._shim_of.update({"S-A": a, "S-B": b})  # type: ignore[dict-item]
+        app.decisions, app.leases = decisions, world["leases"]
+        assert decide(world, "read_note", {"name": "x"})[1] is not None
+        world["leases"].vetoes.append(lambda session, tool: "quarantined" if tool == "read_note" else None)
+        app.verdicts_changed("tool read_note quarantined")
+        epoch = world["leases"].epoch
+        assert a.pushed == b.pushed == [p.LeasesRevoked(epoch)]
+        assert decide(world, "read_note", {"name": "x"})[1] is None
+        app._events_in.close()
+        app._events_out.close()
+
+    anyio.run(scenario)
