@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from daemon.userconfig import CONFIG_NAME
+
 #: Different path-like strings checked in one call, at most. Each costs some microseconds of the
 #: daemon's one thread (about 10 µs, more when it is relative to several directories), so the bound
 #: keeps a huge call from holding every other session's decisions for seconds; a call naming more
@@ -136,7 +138,7 @@ class SelfProtection:
                 if len(seen) > self.max_paths:
                     return Hit(_json_path(where), f"more than {self.max_paths} different paths", "")
                 for path in self._resolve(candidate, dirs, walk):
-                    label = _inside(path, roots)
+                    label = _inside(path, roots) or _policy_named(path)
                     if label:
                         shown = text if len(text) <= 120 else text[:117] + "..."
                         return Hit(_json_path(where), shown, label)
@@ -242,8 +244,22 @@ def _fold(path: str) -> str:
     return path.casefold() if _FOLD else path
 
 
+def _policy_named(path: str) -> str:
+    """A file named as the policy a shim looks for in its server's working directory, wherever it
+    is: one written there would be the policy of the next chat started in that directory."""
+    return "policy file name" if os.path.basename(path) == _POLICY_NAME else ""
+
+
+_POLICY_NAME = CONFIG_NAME.casefold() if _FOLD else CONFIG_NAME
+
+
 def _looks_like_path(text: str) -> bool:
-    return "/" in text or text.startswith(("~", ".", "$HOME", "${HOME}")) or text.startswith("file:")
+    return (
+        "/" in text
+        or text.startswith(("~", ".", "$HOME", "${HOME}"))
+        or text.startswith("file:")
+        or text.casefold().endswith(CONFIG_NAME)  # a bare ``firewall_config.json`` is relative
+    )
 
 
 def _candidates(text: str, anything: bool = False) -> Iterator[str]:
@@ -292,9 +308,10 @@ def _json_path(where: _Where) -> str:
 
 
 def default_places(state_dir: str, socket_path: str, config_dir: str, home: str) -> list[tuple[str, str]]:
-    """The places every daemon protects: its state, socket, configuration, service files, code and
-    memory."""
+    """The places every daemon protects: its state, socket, configuration (the user's policy file
+    wherever the shim looks for it), service files, code and memory."""
     import daemon
+    from daemon.userconfig import user_config_files
 
     units = os.path.join(home, ".config", "systemd", "user")
     packages = os.path.dirname(os.path.dirname(os.path.abspath(daemon.__file__ or "")))
@@ -302,6 +319,7 @@ def default_places(state_dir: str, socket_path: str, config_dir: str, home: str)
         (state_dir, "state directory"),
         (os.path.dirname(socket_path), "socket directory"),
         (config_dir, "configuration directory"),
+        *((os.path.dirname(f), "configuration directory") for f in user_config_files()),
         (os.path.join(units, "mcp-action-firewall.socket"), "service files"),
         (os.path.join(units, "mcp-action-firewall.service"), "service files"),
         (

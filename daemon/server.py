@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from daemon import failpoints, status
 from daemon import protocol as p
@@ -80,7 +81,8 @@ class Firewalld:
         )
         self._desk = GrantDesk(store, self.grants, self.policies, self._approve, self._grants_changed)
         # Shims to tell that their server's pins changed: (server, the session that caused it).
-        self._pin_pushes_in, self._pin_pushes_out = anyio.create_memory_object_stream[tuple[str, str]](1000)
+        # Made by the pusher task, so a Firewalld that never serves leaves no stream unclosed.
+        self._pin_pushes_in: MemoryObjectSendStream[tuple[str, str]] | None = None
         self._pin_reporter = ""  # the session whose listing is being compared
         self.elicitations = ElicitationApprovals(store, pending, self.policies)
         self.leases = Leases(
@@ -203,14 +205,18 @@ class Firewalld:
         """A pin's state changed: consoles refresh, and the other chats with that server re-list."""
         self.verdicts_changed(f"{server}: {reason}")
         self._post(p.Event("pins", server))
+        if self._pin_pushes_in is None:  # not serving: no shim to tell
+            return
         try:
             self._pin_pushes_in.send_nowait((server, self._pin_reporter))
         except (anyio.WouldBlock, anyio.ClosedResourceError):
             log.debug("pin change not pushed (full, or stopping): %s", server)
 
     async def _pin_pusher(self) -> None:
-        async with self._pin_pushes_in, self._pin_pushes_out:
-            async for server, reporter in self._pin_pushes_out:
+        pushes_in, pushes_out = anyio.create_memory_object_stream[tuple[str, str]](1000)
+        self._pin_pushes_in = pushes_in
+        async with pushes_in, pushes_out:
+            async for server, reporter in pushes_out:
                 for session_id, peer in list(self._shim_of.items()):
                     session = self.sessions.get(session_id)
                     if session is None or session_id == reporter or self.pins.identity(session) != server:

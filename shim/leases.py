@@ -37,8 +37,9 @@ HEAD = 1000
 
 #: What a string must not contain for the self-protection rule to ignore it, conservatively: any
 #: path separator or home, variable or percent-escape sign, a ``file:`` URI, or a dot that starts
-#: a word (``.ssh``, ``..``; self-protection takes a word starting with ``.`` for a path).
-_PATHLIKE = re.compile(r"[/\\~$%\x00]|file:|(?:^|[^0-9A-Za-z])\.", re.IGNORECASE)
+#: a word (``.ssh``, ``..``; self-protection takes a word starting with ``.`` for a path), or the
+#: policy file's name (self-protection denies a file of that name anywhere).
+_PATHLIKE = re.compile(r"[/\\~$%\x00]|file:|firewall_config|(?:^|[^0-9A-Za-z])\.", re.IGNORECASE)
 #: The same test over the serialised params, to skip walking them: no byte that could be any of
 #: those features (a dot or a backslash anywhere, any non-ASCII byte) means no string has one.
 _PATHLIKE_BYTES = re.compile(rb"[/\\~$%.\x00\x80-\xff]|file:", re.IGNORECASE)

@@ -35,6 +35,7 @@ PIECES = [
     " ", "'", '"', ";", "|", "=", ",", "(", "[", "\n", "\t",
     "state", ".local", "mcp-action-firewall", "firewall.db", "config", "home", "proc", "self", "root",
     "a", "notes", "é", "日本", "sql", "drop table x", "delete from t", "1.5", "v2", "x.y",
+    "firewall_config.json", "FIREWALL_CONFIG.json",
 ]  # fmt: skip
 KEYS = ["name", "path", "sql", "SQL", "Sql", "ｓｑｌ", "query", "q", "files", "s\u200bql", "k.ey", "a/b"]
 
@@ -111,7 +112,8 @@ def test_a_call_the_lease_covers_is_one_the_daemon_allows(world: dict[str, Any],
     [
         "a/b", "~", "~root", "$HOME", "${HOME}x", "..", ".ssh", "x .ssh", "file:x", "FILE:x", "a\\b",
         "%2e%2e", "ｆｉｌｅ：x", "／etc", "．ssh", "a∕b", "a⁄b", "～", "＄HOME", "x\u200by", "\x00",
-        "cat 'notes/to-state/firewall.db'",
+        "cat 'notes/to-state/firewall.db'", "firewall_config.json", "x firewall_config.json",
+        "ＦＩＲＥＷＡＬＬ_config.json",
     ],
 )  # fmt: skip
 def test_path_features_are_never_plain(text: str) -> None:

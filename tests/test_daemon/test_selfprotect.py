@@ -83,3 +83,31 @@ def test_a_call_naming_too_many_paths_is_refused_not_skipped(tree: Path) -> None
     assert hit is not None and hit.place == "" and "more than 50" in hit.reason()
     # The same strings repeated count once: a repeated path is not a new one.
     assert guard(tree, max_paths=50).check({"paths": ["/tmp/same"] * 1000}, str(tree / "home")) is None
+
+
+@pytest.mark.parametrize(
+    "argument",
+    ["firewall_config.json", "notes/firewall_config.json", "{home}/notes/firewall_config.json",
+     "rel/firewall_config.json", "cp /tmp/x firewall_config.json",
+     "file://{home}/elsewhere/firewall_config.json"],
+)  # fmt: skip
+def test_a_file_named_as_the_policy_is_protected_anywhere(tree: Path, argument: str) -> None:
+    """A shim reads ``./firewall_config.json`` in its server's working directory, so a tool that
+    writes one anywhere (under a grant for that directory, say) would set the next chat's policy
+    there: every file of that name is off limits, a bare relative name included."""
+    text = argument.format(home=tree / "home")
+    hit = guard(tree).check({"path": text}, str(tree / "home"))
+    assert hit is not None and hit.place == "policy file name"
+
+
+def test_the_xdg_policy_directory_is_protected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``XDG_CONFIG_HOME`` moves the user's policy file, its directory is protected too."""
+    from daemon.selfprotect import default_places
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    home = tmp_path / "home"
+    places = default_places(
+        str(tmp_path / "state"), str(tmp_path / "state" / "s.sock"), str(home / ".c"), str(home)
+    )
+    hit = SelfProtection(places, str(home)).check({"p": f"{tmp_path}/xdg/mcp-action-firewall/x.json"}, "/")
+    assert hit is not None and hit.place == "configuration directory"
