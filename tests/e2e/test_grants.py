@@ -274,3 +274,25 @@ async def test_filesystem_grant_under_a_directory(daemon: Daemon, tmp_path: Path
     assert (root / "project" / "b.txt").read_text() == "b"
     assert sorted(p.name for p in (root / "other").iterdir()) == []
     assert not (root / "project" / "a.txt").exists()
+
+
+async def test_refused_grants_say_why_and_leave_the_action_paused(daemon: Daemon, tmp_path: Path) -> None:
+    async with connect(fixture_shim(tmp_path / "fx"), mode="legacy", env=daemon.env) as agent:
+        action_id = paused_id(await agent.call_tool("transfer_funds", {"amount": 5, "to": "alice"}))
+        cases = [
+            (("--scope", "always", "--yes"), "bundled policy"),
+            (("--scope", "args"), "at least one argument"),
+            (("--scope", "args", "--equals", "to=bob"), "own arguments do not match"),
+            (("--scope", "args", "--under", "to=relative"), "absolute directory"),
+            (("--scope", "args", "--equals", "to=alice", "--minutes", "0"), "1 to 1440 minutes"),
+        ]
+        for options, why in cases:
+            refused = daemon.console("grant", action_id, *options, check=False)
+            assert refused.returncode == 1 and why in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+        missing = daemon.console("grant", "A-00000000", "--scope", "chat", check=False)
+        assert missing.returncode == 1 and "no pending action" in missing.stderr
+        gone = daemon.console("revoke", "G-00000000", check=False)
+        assert gone.returncode == 1 and "no grant" in gone.stderr
+        assert [a["action_id"] for a in daemon.pending()] == [action_id]
+    assert grants(daemon) == []
