@@ -76,6 +76,11 @@ class FakeDaemon:
             callback(self._decide(message), "")
         elif isinstance(message, p.Confirm):
             callback(self._confirm(message), "")
+        elif isinstance(message, p.ToolDefinitions):  # hides the tools whose name says so
+            names = [json.loads(d).get("name") for d in message.tools]
+            callback(p.ToolsHidden(message.rid, [n for n in names if isinstance(n, str) and "hide" in n]), "")
+        else:  # like the real link: every request ends in exactly one callback
+            callback(None, "the firewall daemon did not answer in time")
 
     def answer_all(self) -> None:
         while self.pending:
