@@ -424,8 +424,8 @@ class Firewall(Elicitations, Streaming, Pinning):
                 out = self._target_response(line)
             except Exception as exc:  # relay it untouched rather than lose it
                 log.error("internal error on a message from the server: %r", exc, exc_info=debug())
-        if out is not None and not self._client.write_line(out):
-            log.debug("the agent has gone; dropping a line from the target")
+        if out is not None:
+            self._relay_in_order(out)
 
     def _target_response(self, line: bytes) -> bytes | None:
         """The line to relay for a response (None: a tools/list page written once firewalld has

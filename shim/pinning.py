@@ -13,6 +13,7 @@ its tools: fail closed.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 from daemon import protocol as p
@@ -30,6 +31,8 @@ _MAX_KEPT = 4 * 1024 * 1024
 #: on its event loop, which must not stall its other sessions for long. A bigger page (real servers
 #: list well under 1 MiB) is shown without its tools.
 _MAX_SENT = 8 * 1024 * 1024
+#: Bytes of the server's lines held behind pages waiting for firewalld, at most.
+_MAX_BEHIND = 1 << 20
 _SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 
 
@@ -45,6 +48,10 @@ class Pinning:
         self._kept_pages = 0  # pages of the last listing kept to send after a reconnect
         self._kept_bytes = 0
         self._hidden_shown: set[str] = set()  # names left out of the agent's current listing
+        # While a page waits for firewalld, the server's later lines wait behind it, so the agent
+        # gets them in the server's order: entries are [line], or [None] for a page not yet back.
+        self._behind: deque[list[bytes | None]] = deque()
+        self._behind_bytes = 0
 
     def _tools_page(self, msg_id: JsonId, line: bytes, first_page: bool) -> bytes | None:
         """The page to write now, or None when it is written once firewalld has answered."""
@@ -59,11 +66,13 @@ class Pinning:
         if sum(len(d) for d in definitions) > _MAX_SENT:  # cannot be checked: nothing of it is shown
             log.error("a tools/list page of over %d bytes of definitions: its tools are hidden", _MAX_SENT)
             return finish_tools_page(msg, tools, first_page, set(everything))
-        more = bool(msg["result"].get("nextCursor"))
+        more = msg["result"].get("nextCursor") is not None  # "" is a cursor too
         kept = self._keep(definitions, first_page, more)
         if not getattr(self._link, "ready", True):
             return finish_tools_page(msg, tools, first_page, () if kept else set(everything))
         self._pages_waiting.add(msg_id)
+        slot: list[bytes | None] = [None]
+        self._behind.append(slot)
 
         def answered(reply: p.Message | None, why: str) -> None:
             self._pages_waiting.discard(msg_id)
@@ -77,10 +86,28 @@ class Pinning:
                 self._hidden_shown = set(hidden)
             else:
                 self._hidden_shown.update(hidden)
-            self._client.write_line(finish_tools_page(msg, tools, first_page, set(hidden)))
+            slot[0] = finish_tools_page(msg, tools, first_page, set(hidden))
+            self._flush_behind()
 
         self._link.request(lambda rid: p.ToolDefinitions(rid, definitions, first_page, more), answered)
         return None
+
+    def _relay_in_order(self, line: bytes) -> None:
+        """Write a line from the server, after the pages still waiting for firewalld (if they
+        hold back less than :data:`_MAX_BEHIND`; past it, order gives way to memory)."""
+        if self._behind and self._behind_bytes + len(line) <= _MAX_BEHIND:
+            self._behind.append([line])
+            self._behind_bytes += len(line)
+        elif not self._client.write_line(line):
+            log.debug("the agent has gone; dropping a line from the target")
+
+    def _flush_behind(self) -> None:
+        while self._behind and self._behind[0][0] is not None:
+            line = self._behind.popleft()[0]
+            assert line is not None
+            self._client.write_line(line)
+        if not self._behind:
+            self._behind_bytes = 0
 
     def _keep(self, definitions: list[bytes], first_page: bool, more: bool) -> bool:
         """Keep the listing's pages to send firewalld again after a reconnect (or restart);

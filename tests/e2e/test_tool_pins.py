@@ -249,3 +249,22 @@ def test_only_a_console_may_review(daemon: Daemon, tmp_path: Path) -> None:
         for rid in (7, 8):
             reply = read_one()
             assert isinstance(reply, p.Error) and reply.code == p.E_FORBIDDEN and reply.rid == rid
+
+
+async def test_a_call_approved_after_its_definition_changed_waits_again(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Paused under the approved definition, confirmed after the server changed it: nothing runs, and
+    the call waits for approval again until the change is reviewed."""
+    command = rug_command(tmp_path, policy(tmp_path))
+    async with chat(command, daemon) as agent:
+        await agent.names()
+        paused = await agent.call("send_note", {"to": "ada", "text": "hi"})
+        action_id = json.loads(tool_text(paused))["action_id"]
+        (action,) = daemon.pending()
+        await agent.call("rug_pull", {"what": "note"})
+        assert "send_note" not in await agent.names()
+        done = await agent.call("firewall_confirm", {"otp": action["code"]})
+        assert done.is_error and "waits for approval again" in tool_text(done), tool_text(done)
+        assert [a["action_id"] for a in daemon.pending()] == [action_id]
+    assert not (tmp_path / "fx").exists()

@@ -167,7 +167,8 @@ def test_nonsense_from_the_daemon_fails_closed(rig: Any) -> None:
 def test_a_daemon_that_cannot_be_told_does_not_stop_the_relay(
     rig: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A note that cannot be sent (an unencodable tool name) is logged; the agent still gets the listing."""
+    """A note that cannot be sent is logged; a tool name that cannot be encoded as sent reaches the daemon
+    escaped, and the agent gets the listing."""
     fw, client, _, daemon = rig
 
     def broken(message: p.Message, *, sticky: str | None = None) -> None:
@@ -176,6 +177,9 @@ def test_a_daemon_that_cannot_be_told_does_not_stop_the_relay(
     monkeypatch.setattr(daemon, "notify", broken)
     fw.on_client_line(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
     fw.on_target_line(b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"\\ud800"}]}}')
+    ((definitions, _),) = daemon.pending
+    p.encode(definitions)
+    daemon.answer_all()
     (listing,) = replies(client)
     assert [t["name"] for t in listing["result"]["tools"]] == ["\ud800", CONFIRM_TOOL]
 

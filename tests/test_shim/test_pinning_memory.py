@@ -130,3 +130,27 @@ def test_pins_changed_is_passed_on_each_open_subscription() -> None:
     fw.on_push(p.PinsChanged())
     meta = client.json()[-1]["params"]["_meta"]
     assert meta == {"io.modelcontextprotocol/subscriptionId": "sub-1"}
+
+
+def test_the_servers_later_lines_wait_behind_a_page_being_checked() -> None:
+    """The agent gets the server's lines in the server's order, though a page waits for firewalld."""
+    fw, client, _, link = rig()
+    list_tools(fw, 1, WEATHER)
+    fw.on_client_line(b'{"jsonrpc":"2.0","id":2,"method":"ping"}')
+    fw.on_target_line(b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}')
+    fw.on_target_line(b'{"jsonrpc":"2.0","id":2,"result":{}}')
+    assert client.lines == []
+    ((check, _),) = link.requests
+    link.answer(0, p.ToolsHidden(check.rid, []))
+    assert [m.get("id", m.get("method")) for m in client.json()] == [1, "notifications/message", 2]
+    fw.on_target_line(b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}')
+    assert len(client.lines) == 4  # nothing waits: written at once
+
+
+def test_order_gives_way_to_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound, the server's lines are written at once rather than held."""
+    monkeypatch.setattr(pinning, "_MAX_BEHIND", 10)
+    fw, client, _, _ = rig()
+    list_tools(fw, 1, WEATHER)
+    fw.on_target_line(b'{"jsonrpc":"2.0","method":"notifications/message","params":{}}')
+    assert [m["method"] for m in client.json()] == ["notifications/message"]
