@@ -601,6 +601,7 @@ class Firewalld:
 
     def _tool_definitions(self, session: Session, msg: p.ToolDefinitions) -> p.ToolsHidden:
         """Compare a listed page with the pins; the answer names the tools to hide."""
+        before = dict(session.tools)
         if msg.first_page:
             session.tools.clear()
         policy, _ = self.policies.get(session.config_path, session.server)
@@ -613,6 +614,8 @@ class Firewalld:
             self._pin_reporter = ""
         if len(session.tools) < 10_000:
             session.tools.update(annotations)
+        if session.tools != before:  # trusted annotations may decide differently now
+            self.leases.revoke_session(session.session_id, self._shim_of.get(session.session_id))
         return p.ToolsHidden(msg.rid, hidden)
 
     # -- console requests --------------------------------------------------------------------

@@ -204,3 +204,31 @@ def test_no_leases_asks_about_every_call(daemon: Daemon, tmp_path: Path) -> None
         peer.close()
     rows = [r for r in daemon.audit(5000) if r["event"] == "decision"]
     assert len(rows) == 10 and lease_rows(daemon) == []
+
+
+def test_a_listing_that_reveals_trusted_hints_revokes_the_chats_leases(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """With ``trust_annotations``, a tool called before the chat listed its tools is judged without
+    its hints (allowed by prefix here, so it gets a lease); once the listing shows it declares
+    ``destructiveHint: true``, its calls need approval, so the lease must not be used again."""
+    policy = {
+        "global": {"allow_prefixes": ["delete_user", "read_"], "block_keywords": []},
+        "servers": {"fx": {"trust_annotations": True}},
+    }
+    config = write_config(tmp_path / "policy.json", policy)
+    peer = Peer(
+        fixture_shim(tmp_path / "fx", config=config, name="fx"), daemon.env, stderr=daemon.home / "shim.err"
+    )
+    with peer:
+        peer.ask(initialize(0))
+        peer.send(notification("notifications/initialized"))
+        for i in (1, 2, 3):  # the first brings a lease, the next run under it
+            assert ok(peer.ask(call(i, "delete_user", {"id": i})))
+        assert lease_rows(daemon), "the calls before the listing should have used a lease"
+        listing = peer.ask({"jsonrpc": "2.0", "id": 10, "method": "tools/list"})
+        assert any(t["name"] == "delete_user" for t in listing["result"]["tools"])
+        answer = peer.ask(call(11, "delete_user", {"id": 11}))
+        assert "PAUSED_FOR_APPROVAL" in json.dumps(answer), answer
+        peer.close()
+    assert [e["id"] for e in effects_of(tmp_path / "fx")] == [1, 2, 3]
