@@ -84,6 +84,8 @@ class Leases:
         self.epoch = 0
         #: Checked before every offer; a pin or quarantine step adds its own here.
         self.vetoes: list[Veto] = []
+        #: Ends a shim's connections (its main one and its audit channel): see :meth:`enforce`.
+        self.disconnect: Callable[[Peer], None] = lambda peer: peer.abort()
         self._sessions: dict[str, _SessionLeases] = {}
         self._cwd_ok: dict[str, bool] = {}
         self._open: list[_Revocation] = []
@@ -186,7 +188,7 @@ class Leases:
             if revocation.deadline <= now:
                 for peer in list(revocation.waiting):
                     log.warning("a shim did not acknowledge revoked leases in time; disconnecting it")
-                    peer.abort()
+                    self.disconnect(peer)
                     revocation.dropped += 1
                 revocation.waiting.clear()
         self._settle()

@@ -90,10 +90,11 @@ class Firewalld:
         )
         self.policies.on_change = lambda path: self.verdicts_changed(f"policy {path} reloaded")
         self.leases.vetoes.append(self.pins.refusal)  # no lease for a quarantined tool
+        self.leases.disconnect = self._disconnect_shim
         # Leased calls' audit records are acknowledged a little later, together (an answer per
         # batch would wake the shim once more per call): session -> the highest rid to ack.
         self._audit_acks: dict[str, int] = {}
-        self._audit_channels: set[Peer] = set()
+        self._audit_channels: dict[Peer, str] = {}  # -> its session
         self._ack_due = anyio.Event()
         self._consoles: set[Peer] = set()
         self._connections = 0
@@ -170,6 +171,15 @@ class Firewalld:
         not doing so within ``lease_ack_timeout``); the audit row ``leases_revoked`` marks that.
         """
         self.leases.revoke(reason, list(self._shim_of.values()))
+
+    def _disconnect_shim(self, peer: Peer) -> None:
+        """End a shim's connection and its audit channels at once: a shim that has not read the
+        end of its connection yet finds its next audit record refused, so it uses no lease."""
+        peer.abort()
+        session_id = next((s for s, shim in self._shim_of.items() if shim is peer), None)
+        for channel, owner in list(self._audit_channels.items()):
+            if owner == session_id:
+                channel.abort()
 
     async def _acker(self) -> None:
         """Acknowledge leased calls' audit records, every 20 ms at most, one Ack per shim."""
@@ -383,11 +393,11 @@ class Firewalld:
                 if audited is None:
                     raise PeerRefused("an audit channel for no known session")
                 self._leased(audited, rest)
-                self._audit_channels.add(peer)
+                self._audit_channels[peer] = audited.session_id
                 try:
                     await peer.serve_lazily(lambda batch: self._leased(audited, batch), AUDIT_EVERY)
                 finally:
-                    self._audit_channels.discard(peer)
+                    self._audit_channels.pop(peer, None)
             elif hello.role == p.ROLE_CONSOLE:
                 if pid:  # it shows codes: its memory is as off limits to tool calls as ours
                     console_proc = f"/proc/{pid}"

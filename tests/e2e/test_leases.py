@@ -9,6 +9,7 @@ kill -9 of the daemon while leased calls flow loses no audit row.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -232,3 +233,32 @@ def test_a_listing_that_reveals_trusted_hints_revokes_the_chats_leases(
         assert "PAUSED_FOR_APPROVAL" in json.dumps(answer), answer
         peer.close()
     assert [e["id"] for e in effects_of(tmp_path / "fx")] == [1, 2, 3]
+
+
+def test_a_shim_that_does_not_acknowledge_is_cut_off_and_uses_no_old_lease(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """A shim frozen (SIGSTOP) through a reload cannot acknowledge: the daemon disconnects it, and
+    the revocation completes. The call its agent sends next, read when it thaws, whatever the shim
+    reads first, does not run under the old lease."""
+    effects = tmp_path / "fx"
+    config = write_config(tmp_path / "policy.json", ALLOW_DELETE)
+    with start(daemon, effects, config) as peer:
+        for i in (1, 2, 3):
+            assert ok(peer.ask(call(i, "delete_user", {"id": i})))
+        assert len(lease_rows(daemon)) >= 1
+        os.kill(peer.proc.pid, signal.SIGSTOP)
+        try:
+            write_config(config, PAUSE_DELETE)
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: revocations(daemon), what="the revocation to complete")
+            peer.send(call(10, "delete_user", {"id": 10}))
+        finally:
+            os.kill(peer.proc.pid, signal.SIGCONT)
+        answer, _ = peer.response(10)
+        peer.close()
+    assert not ok(answer), answer
+    assert [e["id"] for e in effects_of(effects)] == [1, 2, 3]
+    (row,) = revocations(daemon)
+    assert "1 disconnected" in row["detail"]
