@@ -82,6 +82,9 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
         super().__init__()
         self._action = action
         self._offered = [] if action.arguments_cut else candidates(action.arguments_json)
+        #: The scope picked, kept here: the RadioSet learns a digit's pick only when its message is
+        #: handled, and a ``y`` typed right after the digit must approve what the digit picked.
+        self._scope = 0
 
     def compose(self) -> ComposeResult:
         """The action, the scopes, the argument matches, the duration, two buttons."""
@@ -121,6 +124,11 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
         """A digit picks a scope."""
         buttons = list(self.query(RadioButton))
         buttons[index].value = True
+        self._scope = index
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        """Arrows and space (or a click) pick a scope."""
+        self._scope = max(event.index, 0)
 
     def action_cancel(self) -> None:
         """Nothing is approved."""
@@ -143,8 +151,7 @@ class GrantScreen(ModalScreen[GrantChoice | None]):
 
     def choice(self) -> GrantChoice | str:
         """The choice on screen, or what is wrong with it."""
-        index = self.query_one(RadioSet).pressed_index
-        scope = SCOPES[max(index, 0)][0]
+        scope = SCOPES[self._scope][0]
         ticked = [self.query_one(f"#grant-match-{i}", Checkbox).value for i in range(len(self._offered))]
         matches = [m for m, on in zip(self._offered, ticked, strict=True) if on]
         minutes = 30.0
