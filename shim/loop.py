@@ -73,17 +73,27 @@ class EventLoop:
         self._writers: dict[int, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        #: Descriptors epoll refuses (a regular file or /dev/null as stdin or stdout, as in
+        #: ``mcp-action-firewall -- server < requests.jsonl``): always ready, so served every turn.
+        self._always: set[int] = set()
         self.stopped = False
 
     def _update(self, fd: int) -> None:
         events = (selectors.EVENT_READ if fd in self._readers else 0) | (
             selectors.EVENT_WRITE if fd in self._writers else 0
         )
+        if fd in self._always:
+            if not events:
+                self._always.discard(fd)
+            return
         try:
             key = self._sel.get_key(fd)
         except KeyError:
             if events:
-                self._sel.register(fd, events)
+                try:
+                    self._sel.register(fd, events)
+                except PermissionError:  # EPERM: a file, never "not ready"
+                    self._always.add(fd)
             return
         if not events:
             self._sel.unregister(fd)
@@ -123,6 +133,9 @@ class EventLoop:
             timeout = None
             if timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
+            if self._always:
+                self._serve_always()
+                timeout = 0.0
             for key, mask in sel.select(timeout):
                 fd = key.fd
                 if mask & selectors.EVENT_READ:
@@ -139,6 +152,16 @@ class EventLoop:
                     timer = heapq.heappop(timers)[2]
                     if not timer.cancelled:
                         timer.callback()
+
+    def _serve_always(self) -> None:
+        """One turn for each always-ready descriptor (a reader at its end reads b"" and stops)."""
+        for fd in list(self._always):
+            reader = self._readers.get(fd)
+            if reader is not None:
+                reader()
+            writer = self._writers.get(fd)
+            if writer is not None:
+                writer()
 
     def stop(self) -> None:
         """Make :meth:`run` return after the current iteration."""

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
+
+import pytest
 
 from shim.framing import LinePart, LineSplitter, LineTooLong
 from shim.loop import EventLoop, OutStream
@@ -160,3 +165,44 @@ def test_close_ends_an_open_streamed_line_first() -> None:
     out.write_part(b'{"result":')
     out.write_line(b"held")
     assert drain(loop, out, r) == b'{"result":\nheld\n'
+
+
+def test_a_regular_file_is_read_although_epoll_refuses_it(tmp_path: Path) -> None:
+    """epoll refuses regular files (EPERM); the loop serves them as always ready instead of failing."""
+    source = tmp_path / "requests.jsonl"
+    source.write_bytes(b"one\ntwo\n")
+    loop = EventLoop()
+    got: list[bytes] = []
+    with source.open("rb") as f:
+        fd = f.fileno()
+
+        def read() -> None:
+            chunk = os.read(fd, 4)
+            got.append(chunk)
+            if not chunk:
+                loop.remove_reader(fd)
+                loop.stop()
+
+        loop.add_reader(fd, read)
+        loop.call_later(5.0, loop.stop)  # a bound, should the end never be read
+        loop.run()
+    assert b"".join(got) == b"one\ntwo\n" and got[-1] == b""
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "file"])
+def test_the_shim_takes_stdin_from_a_file_or_dev_null(tmp_path: Path, stdin: str) -> None:
+    """``mcp-action-firewall -- server < requests.jsonl`` (or ``</dev/null``) relays and exits 0,
+    with no traceback: epoll cannot watch such a descriptor."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+    path = os.devnull if stdin == "devnull" else str(source)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    with open(path, "rb") as f:
+        proc = subprocess.run(
+            [sys.executable, "-m", "shim", "--no-autostart", "--", "cat"],
+            stdin=f, capture_output=True, env=env, timeout=30, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    if stdin == "file":  # `cat` echoes the ping back, as the agent's stdout sees it
+        assert proc.stdout.splitlines()[0] == source.read_bytes().strip()
