@@ -68,6 +68,10 @@ def cli(node: Path, era: str, target: list[str], *method: str) -> list[str]:
         str(node),
         str(INSPECTOR),
         "--cli",
+        # Its own connect deadline is 15 s; the cells start several SDK servers at once, which on a
+        # busy 2-vCPU host can take longer to answer `initialize` (direct runs time out as well).
+        "--connect-timeout",
+        "45000",  # under DEADLINE, so a stuck connect fails with its own message
         "--format",
         "json",
         "-q",
