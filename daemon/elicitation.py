@@ -15,6 +15,7 @@ whichever approval comes first (a console's, a code's or the dialog's); the othe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from daemon import protocol as p
 from daemon.pending import PendingActions
@@ -29,10 +30,18 @@ WHO = "client's own dialog (elicitation)"
 class ElicitationApprovals:
     """The daemon's side of approval through the client's dialog."""
 
-    def __init__(self, store: Store, pending: PendingActions, policies: PolicyCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pending: PendingActions,
+        policies: PolicyCache,
+        quarantined: Callable[[Session, str], str | None] = lambda session, tool: None,
+    ) -> None:
         self._store = store
         self._pending = pending
         self._policies = policies
+        #: Why a tool's calls are held back (its definition is under review, see daemon.pins), or None.
+        self._quarantined = quarantined
 
     def permitted(self, session: Session) -> bool:
         """Whether the policy lets this session's client dialog approve its paused calls."""
@@ -59,6 +68,9 @@ class ElicitationApprovals:
             if self._pending.deny(row.action_id, f"declined in the {WHO}") is None:
                 return p.Error(msg.rid, p.E_NOT_FOUND, f"{row.action_id} is no longer waiting for approval")
             return p.Ack(msg.rid, f"denied {row.action_id}")
+        quarantined = self._quarantined(session, row.tool)
+        if quarantined is not None:  # paused before the definition changed: it waits for the review
+            return self._refuse(session, msg, p.E_FORBIDDEN, quarantined)
         approved = self._pending.approve(row.action_id, WHO)
         if approved is None:
             return p.Error(msg.rid, p.E_NOT_FOUND, f"{row.action_id} is no longer waiting for approval")

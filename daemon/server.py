@@ -84,7 +84,7 @@ class Firewalld:
         # Made by the pusher task, so a Firewalld that never serves leaves no stream unclosed.
         self._pin_pushes_in: MemoryObjectSendStream[tuple[str, str]] | None = None
         self._pin_reporter = ""  # the session whose listing is being compared
-        self.elicitations = ElicitationApprovals(store, pending, self.policies)
+        self.elicitations = ElicitationApprovals(store, pending, self.policies, self.pins.refusal)
         self.leases = Leases(
             store, self.guard, enabled=settings.leases, ack_timeout=settings.lease_ack_timeout
         )
@@ -701,6 +701,10 @@ class Firewalld:
         row = self.store.get_pending(msg.action_id)
         if row is None or row.status != "pending":
             return p.Error(msg.rid, p.E_NOT_FOUND, f"no pending action {msg.action_id}")
+        session = self.sessions.get(row.session_id)
+        quarantined = self.pins.refusal(session, row.tool) if session is not None else None
+        if quarantined is not None:  # as a typed code would be: the changed definition is reviewed first
+            return p.Error(msg.rid, p.E_FORBIDDEN, f"{row.action_id} cannot run now. {quarantined}")
         shim = self._shim_of.get(row.session_id)
         if shim is None or self._held.get(row.action_id, 0.0) <= time.time():
             return p.Error(

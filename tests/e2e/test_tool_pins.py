@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from conftest import Daemon, shim_command, write_config
+from conftest import Daemon, shim_command, wait_until, write_config
 from helpers.mcp_agent import FIXTURES, READ_TIMEOUT_SECONDS, server_params, tool_text
 
 RUG_SERVER = FIXTURES / "rug_server.py"
@@ -40,9 +40,9 @@ def policy(tmp_path: Path, **server: Any) -> Path:
     )
 
 
-def rug_command(tmp_path: Path, config: Path) -> list[str]:
+def rug_command(tmp_path: Path, config: Path, extra: tuple[str, ...] = ()) -> list[str]:
     target = [sys.executable, str(RUG_SERVER), "--state", str(tmp_path / "rug.state")]
-    return shim_command([*target, "--effects", str(tmp_path / "fx")], config=config, name="rug")
+    return shim_command([*target, "--effects", str(tmp_path / "fx")], config=config, name="rug", extra=extra)
 
 
 class Agent:
@@ -268,3 +268,38 @@ async def test_a_call_approved_after_its_definition_changed_waits_again(
         assert done.is_error and "waits for approval again" in tool_text(done), tool_text(done)
         assert [a["action_id"] for a in daemon.pending()] == [action_id]
     assert not (tmp_path / "fx").exists()
+
+
+async def test_a_held_call_whose_definition_changed_cannot_be_approved_in_the_console(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Held open while a console watches; the server changes the tool meanwhile: a console approval
+    (and so a grant, which approves through it) is refused as a typed code would be, nothing runs."""
+    from console.client import ConsoleClient
+
+    command = rug_command(tmp_path, policy(tmp_path), extra=("--hold", "30"))
+    with ConsoleClient(daemon.socket) as console:
+        console.subscribe()  # an open console: the shim holds paused calls
+        async with chat(command, daemon) as agent:
+            await agent.names()
+            answers: list[Any] = []
+
+            async def call() -> None:
+                answers.append(await agent.call("send_note", {"to": "ada", "text": "hi"}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+
+                def held() -> list[dict[str, Any]]:
+                    return [a for a in daemon.pending() if a["held_until"] > 0]
+
+                await anyio.to_thread.run_sync(lambda: wait_until(lambda: bool(held()), what="a held call"))
+                (action,) = held()
+                await agent.call("rug_pull", {"what": "note"})
+                assert "send_note" not in await agent.names()
+                refused = daemon.console("approve", action["action_id"], check=False)
+                assert refused.returncode != 0
+                assert "changed" in refused.stdout + refused.stderr, refused
+                assert [a["action_id"] for a in daemon.pending()] == [action["action_id"]]  # still waiting
+                tg.cancel_scope.cancel()
+    assert answers == [] and not (tmp_path / "fx").exists()  # nothing ran
