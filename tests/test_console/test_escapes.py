@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ from helpers.wire import Peer, call, request
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 ESCAPE_SERVER = [sys.executable, str(FIXTURES / "escape_server.py")]
-
-
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    """A private tmux server, killed after the test."""
-    server = Tmux()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_decoy_escapes_cannot_rewrite_another_action(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,6 @@ from helpers.mcp_agent import connect, tool_text
 from helpers.tmux import Tmux, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    """A private tmux server, killed after the test."""
-    server = Tmux()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_grant_and_revoke_under_tmux(daemon: Daemon, tmux: Tmux, tmp_path: Path) -> None:
