@@ -452,6 +452,10 @@ def run_daemon(settings: DaemonSettings, *, detach: bool) -> int:
     except PermissionError as exc:
         print(f"firewalld: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a parent that is a file, a read-only or full disk
+        where = exc.filename or settings.state_dir
+        print(f"firewalld: cannot create {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     _setup_logging(settings, detach)
     lock = _take_lock(settings.lock_path)
     if lock is None:

@@ -6,6 +6,12 @@ connection drops. The caller treats ``None`` as *no*: a security decision that d
 in time is a refusal (fail closed). While the daemon is away, requests wait for a connection
 until their deadline, and the link keeps reconnecting with backoff, starting the daemon if none
 answers; after a reconnect it resumes its session with the token the daemon gave it.
+
+A daemon this link started gets ``start_timeout`` to come up, not the decision deadline: at
+login an MCP client starts every configured server at once, and on a busy 2-vCPU machine ten
+shims, ten servers and a daemon importing pydantic share the CPUs for several seconds. The
+requests waiting for it wait that long (still refused if it never comes), and the link polls
+the socket every few milliseconds meanwhile instead of backing off.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ Callback = Callable[[p.Message | None, str], None]
 _DOWN, _HANDSHAKE, _READY = "down", "handshake", "ready"
 #: Records kept for a daemon that is away (one per approved call whose fate it has not heard).
 _MAX_RELIABLE = 4096
+#: How often the link tries the socket while a daemon it started is coming up.
+_START_POLL = 0.02
 
 
 class _Request:
@@ -50,12 +58,17 @@ class DaemonLink:
         *,
         autostart: bool = True,
         timeout: float = 5.0,
+        start_timeout: float = 20.0,
     ) -> None:
         self._loop = loop
         self._path = socket_path
         self._hello = hello
         self._autostart = autostart
         self.timeout = timeout
+        self.start_timeout = start_timeout
+        # Until when a daemon this link started may still be coming up (monotonic; 0: none).
+        self._starting_until = 0.0
+        self._started: subprocess.Popen[bytes] | None = None
         self._state = _DOWN
         self._sock: socket.socket | None = None
         self._decoder = p.FrameDecoder()
@@ -273,15 +286,32 @@ class DaemonLink:
         """
         self._deadline_timer = None
         now = time.monotonic()
-        for table in (self._inflight, self._queued):
-            while table:
-                rid, req = next(iter(table.items()))
-                if req.deadline > now:
-                    break
-                self._finish(rid, None, "the firewall daemon did not answer in time")
-        heads = [next(iter(t.values())).deadline for t in (self._inflight, self._queued) if t]
+        while self._inflight:
+            rid, req = next(iter(self._inflight.items()))
+            if req.deadline > now:
+                break
+            self._finish(rid, None, "the firewall daemon did not answer in time")
+        while self._queued:
+            rid, req = next(iter(self._queued.items()))
+            if self._queued_deadline(req) > now:
+                break
+            if self._starting_until > req.deadline:
+                reason = f"the firewall daemon did not start within {self.start_timeout:g} s"
+            else:
+                reason = "the firewall daemon did not answer in time"
+            self._finish(rid, None, reason)
+        heads = []
+        if self._inflight:
+            heads.append(next(iter(self._inflight.values())).deadline)
+        if self._queued:
+            heads.append(self._queued_deadline(next(iter(self._queued.values()))))
         if heads and self._deadline_timer is None:
             self._deadline_timer = self._loop.call_later(max(0.0, min(heads) - now), self._expire)
+
+    def _queued_deadline(self, req: _Request) -> float:
+        """A request waiting for a connection also waits for a daemon this link started (the
+        same extension for all, so the table stays in deadline order)."""
+        return max(req.deadline, self._starting_until)
 
     def _send(self, message: p.Message, rid: int | None) -> None:
         try:
@@ -334,8 +364,12 @@ class DaemonLink:
             sock.close()
             if self._autostart and isinstance(exc, FileNotFoundError | ConnectionRefusedError):
                 self._spawn_daemon()
-            self._retry = self._loop.call_later(self._backoff, self._connect)
-            self._backoff = min(self._backoff * 2, 1.0)
+            self._check_started()
+            if time.monotonic() < self._starting_until:
+                self._retry = self._loop.call_later(_START_POLL, self._connect)
+            else:
+                self._retry = self._loop.call_later(self._backoff, self._connect)
+                self._backoff = min(self._backoff * 2, 1.0)
             return
         self._sock = sock
         self._state = _HANDSHAKE
@@ -351,7 +385,7 @@ class DaemonLink:
         self._last_spawn = now
         cmd = [sys.executable, "-m", "daemon", "run", "--socket", self._path, "--detach"]
         try:
-            subprocess.Popen(
+            self._started = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -360,8 +394,25 @@ class DaemonLink:
                 close_fds=True,
             )
             log.info("started firewalld (%s)", " ".join(cmd))
+            self._starting_until = now + self.start_timeout
         except OSError as exc:
             log.error("could not start firewalld: %s", exc)
+
+    def _check_started(self) -> None:
+        """Reap a daemon this link started that exited; stop waiting for it if it failed.
+
+        Status 0 is a daemon that found another one starting (it holds the lock): keep waiting.
+        """
+        if self._started is None or self._started.poll() is None:
+            return
+        status, self._started = self._started.returncode, None
+        if status != 0:
+            self._starting_until = 0.0
+            log.error(
+                "firewalld exited at start with status %d; firewalld.log in its state directory says why "
+                "(~/.local/state/mcp-action-firewall by default)",
+                status,
+            )
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -409,6 +460,7 @@ class DaemonLink:
             return
         self._state = _READY
         self._backoff = 0.01
+        self._starting_until = 0.0
         self.session_id, self._token = message.session_id, message.token
         self.policy_error = message.policy_error
         if message.policy_error:
@@ -424,9 +476,15 @@ class DaemonLink:
             self.on_ready()
         self._send(p.Resynced(), None)  # everything it should know of this session is on its way
         queued, self._queued = self._queued, {}
+        # A request that waited for the connection gets the daemon's usual time to answer it
+        # (its own deadline may have passed while a daemon came up).
+        fresh = time.monotonic() + self.timeout
         for rid, req in queued.items():
+            req.deadline = max(req.deadline, fresh)
             self._inflight[rid] = req
             self._send(req.message, rid)
+        if queued and self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_later(self.timeout, self._expire)
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

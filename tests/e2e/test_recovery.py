@@ -14,7 +14,15 @@ from typing import Any
 import anyio
 import pytest
 
-from conftest import Daemon, connected_sessions, effects_of, fixture_shim, wait_until, write_config
+from conftest import (
+    Daemon,
+    connected_sessions,
+    effects_of,
+    fixture_shim,
+    minimal_env,
+    wait_until,
+    write_config,
+)
 from helpers.mcp_agent import connect, fixture_command, tool_text
 
 
@@ -121,15 +129,17 @@ def test_kill9_shim_withdraws_its_actions(daemon: Daemon, tmp_path: Path) -> Non
     proc.stdout.close()
 
 
+_INIT_AND_CALL = (
+    b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+    b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
+    b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"name":"n"}}}\n'
+)
+
+
 def test_ten_shims_at_once_start_one_daemon(home: Path, tmp_path: Path) -> None:
     """Ten shims started together with no daemon running end up sharing exactly one daemon."""
     d = Daemon(home)
-    init = (
-        b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
-        b'"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}\n'
-        b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"name":"n"}}}\n'
-    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "shim", "--", *fixture_command(tmp_path / f"fx{i}")],
@@ -143,7 +153,7 @@ def test_ten_shims_at_once_start_one_daemon(home: Path, tmp_path: Path) -> None:
     try:
         for proc in procs:
             assert proc.stdin is not None
-            proc.stdin.write(init)
+            proc.stdin.write(_INIT_AND_CALL)
             proc.stdin.flush()
         for proc in procs:
             assert proc.stdout is not None
@@ -161,6 +171,60 @@ def test_ten_shims_at_once_start_one_daemon(home: Path, tmp_path: Path) -> None:
             proc.stdout.close()
         for pid in daemons_for(d.socket):
             os.kill(pid, signal.SIGTERM)
+
+
+def _first_call(env: dict[str, str], tmp_path: Path, *extra: str) -> tuple[dict[str, Any], str, float]:
+    """One shim with autostart on and no daemon running: the answer to its first tools/call, its
+    stderr, and the seconds that answer took."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shim", *extra, "--", *fixture_command(tmp_path / "fx")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    started = time.monotonic()
+    proc.stdin.write(_INIT_AND_CALL)
+    proc.stdin.flush()
+    while (reply := json.loads(proc.stdout.readline()))["id"] != 1:
+        pass
+    took = time.monotonic() - started
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    return reply, err, took
+
+
+def test_a_daemon_the_shim_starts_gets_longer_than_the_decision_deadline(home: Path, tmp_path: Path) -> None:
+    """A call made while the daemon the shim started is still coming up waits for it, even when that
+    takes longer than --decision-timeout (ten servers starting at login share the CPUs with it)."""
+    d = Daemon(home)
+    try:
+        # A daemon takes about a second to come up; 0.05 s is over long before it does.
+        reply, err, _ = _first_call(d.env, tmp_path, "--decision-timeout", "0.05")
+        assert reply["result"]["content"][0]["text"] == "note:n", err
+        assert len(daemons_for(d.socket)) == 1
+    finally:
+        for pid in daemons_for(d.socket):
+            os.kill(pid, signal.SIGTERM)
+
+
+def test_a_daemon_that_fails_to_start_is_not_waited_for(home: Path, tmp_path: Path) -> None:
+    """When the daemon the shim started exits at once (here: its state directory cannot be made),
+    the call is refused at its own deadline, not after the start allowance, and stderr says why."""
+    (home / ".local").write_text("")  # where the state directory would go
+    env = {**minimal_env(home), "FIREWALL_SOCKET": str(tmp_path / "firewalld.sock")}
+    reply, err, took = _first_call(env, tmp_path, "--decision-timeout", "2")
+    assert reply["result"]["isError"] is True
+    text = reply["result"]["content"][0]["text"]
+    assert "did not answer in time" in text and "did not run" in text
+    assert "firewalld exited at start with status 1" in err
+    assert took < 15  # the start allowance is 20 s; its own deadline is 2 s
+    assert effects_of(tmp_path / "fx") == []
 
 
 def test_second_daemon_refuses_and_stale_socket_is_replaced(daemon: Daemon, tmp_path: Path) -> None:
