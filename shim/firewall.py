@@ -112,6 +112,10 @@ class Firewall(Elicitations, Streaming, Pinning):
         if not self._pins_message(message):
             super().on_push(message)
 
+    def judging(self) -> bool:
+        """Whether a call or a confirm still waits for the daemon's verdict."""
+        return bool(self._judging)
+
     def end_of_input(self) -> None:
         """The agent's chunk is handled: send the leased calls' audit records, then the calls."""
         if self._leases is not None:

@@ -1,10 +1,12 @@
 """The relay: the agent's pipe, the target's pipes and the daemon link, on one event loop.
 
-Shutdown follows the stdio convention: when the agent closes stdin, the target's stdin is closed;
-if the target has not exited after :data:`GRACE` seconds it gets SIGTERM, and SIGKILL after as
-long again, to its whole process group. SIGTERM/SIGINT to the shim are passed on the same way.
-Before the shim exits, every request still waiting (for the daemon or the target) is answered
-with an error, and what is queued for the agent is written out.
+Shutdown follows the stdio convention: when the agent closes stdin, the target's stdin is closed
+(once no call still waits for the daemon's verdict: an allowed one reaches the target, as it would
+without the firewall); if the target has not exited after :data:`EXIT_WAIT` seconds it gets
+SIGTERM, and SIGKILL :data:`GRACE` seconds later, to its whole process group. SIGTERM/SIGINT to
+the shim are passed on at once, then SIGTERM and SIGKILL follow :data:`GRACE` apart. Before the
+shim exits, every request still waiting (for the daemon or the target) is answered with an error,
+and what is queued for the agent is written out.
 
 A big line from the target is relayed as it arrives when its head shows that the shim need not
 see it whole (see :mod:`shim.streaming`); while it is open on the agent's pipe, whatever else is
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from types import FrameType
 
 from shim.daemon_link import DaemonLink
@@ -42,7 +45,11 @@ MAX_TARGET_LINE = 256 * 1024 * 1024
 STREAM_AFTER = SMALL_CHUNK
 #: Blanks after the last byte of a streamed line that are held back with it, at most.
 _MAX_HOLD = 1 << 20
-#: Seconds between the steps of the shutdown sequence.
+#: Seconds a target has to exit once its stdin is closed, before SIGTERM: what MCP clients give a
+#: server they run themselves (the Python and TypeScript SDKs wait 2 s), so a server that finishes
+#: its last answers on the way out keeps them behind the firewall too.
+EXIT_WAIT = 2.0
+#: Seconds from a signal to SIGKILL, and for a target's last output once it has exited.
 GRACE = 0.5
 
 
@@ -84,6 +91,8 @@ class Relay:
         self._client_want = SMALL_CHUNK  # read sizes: see shim.loop.SMALL_CHUNK
         self._target_want = SMALL_CHUNK
         self._stopping = False
+        self._term_due = 0.0
+        self._polling = False
         self._finished = False
         self._timers: list[Timer] = []
         self._signals: list[int] = []
@@ -155,9 +164,17 @@ class Relay:
             self._client_line(line)
         self._client_open = False
         self._loop.remove_reader(self._stdin)
-        log.info("the agent closed stdin; stopping the server")
+        log.info("the agent closed stdin")
+        self._close_target_in(time.monotonic() + self._link.timeout + GRACE)
+
+    def _close_target_in(self, deadline: float) -> None:
+        """Close the target's stdin once no call waits for a verdict (or at the verdict deadline)."""
+        if self.firewall.judging() and not self._stopping and time.monotonic() < deadline:
+            self._loop.call_later(0.01, lambda: self._close_target_in(deadline))
+            return
+        log.info("stopping the server")
         self._target_in.close()
-        self._begin_stop()
+        self._begin_stop(EXIT_WAIT)
 
     # -- the target --------------------------------------------------------------------------
 
@@ -283,17 +300,25 @@ class Relay:
             signum = self._signals.pop(0)
             log.info("received signal %d; passing it to the server", signum)
             self._target.signal(signum)
-            self._begin_stop()
+            self._begin_stop(GRACE)
         self._check_done()
 
-    def _begin_stop(self) -> None:
-        if not self._stopping:
+    def _begin_stop(self, term_after: float = GRACE) -> None:
+        """SIGTERM the target after ``term_after`` seconds and SIGKILL it :data:`GRACE` later; a
+        later, hastier reason to stop (a signal after the end of stdin) brings both forward."""
+        due = time.monotonic() + term_after
+        if not self._stopping or due < self._term_due:
             self._stopping = True
+            self._term_due = due
+            for timer in self._timers:
+                timer.cancel()
             self._timers = [
-                self._loop.call_later(GRACE, lambda: self._target.signal(signal.SIGTERM)),
-                self._loop.call_later(2 * GRACE, lambda: self._target.signal(signal.SIGKILL)),
+                self._loop.call_later(term_after, lambda: self._target.signal(signal.SIGTERM)),
+                self._loop.call_later(term_after + GRACE, lambda: self._target.signal(signal.SIGKILL)),
             ]
-            self._poll_exit()
+            if not self._polling:
+                self._polling = True
+                self._poll_exit()
         self._check_done()
 
     def _poll_exit(self) -> None:

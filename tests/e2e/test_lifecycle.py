@@ -161,3 +161,30 @@ def test_shim_starts_the_daemon_on_demand(home: Path, tmp_path: Path) -> None:
         stream.close()
     pid = int(Path(d.socket + ".lock").read_text())
     os.kill(pid, signal.SIGTERM)  # the detached daemon outlives the shim, by design; stop it
+
+
+def test_a_server_that_answers_on_its_way_out_keeps_its_answers(daemon: Daemon, tmp_path: Path) -> None:
+    """``mcp-action-firewall -- server < requests.jsonl``: stdin ends at once, the calls are still
+    being judged, and the server answers only after its stdin closed and a pause. Every answer
+    arrives as it would without the firewall (an SDK client gives a server 2 s to exit), the
+    allowed call reaches the server, and the paused one does not."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(
+        INIT
+        + b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+        + b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_late","arguments":{"n":1}}}\n'  # noqa: E501
+        + b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_late","arguments":{}}}\n'
+    )
+    late = [sys.executable, str(Path(__file__).parent.parent / "fixtures" / "late_server.py"), "0.8"]
+    with requests.open("rb") as stdin:
+        done = subprocess.run(
+            shim_command(late), stdin=stdin, capture_output=True, env=daemon.env, timeout=60, check=False
+        )
+    assert done.returncode == 0, done.stderr
+    answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines())}
+    assert set(answers) == {1, 2, 3}, done.stdout
+    assert answers[1]["result"]["serverInfo"]["name"] == "late"
+    assert answers[2]["result"]["content"][0]["text"] == 'late:read_late:{"n": 1}'
+    assert "PAUSED_FOR_APPROVAL" in answers[3]["result"]["content"][0]["text"]
+    assert b"late_server got read_late" in done.stderr
+    assert b"late_server got delete_late" not in done.stderr  # the paused call never reached it
