@@ -13,8 +13,8 @@ from daemon.userconfig import unknown_name
 
 if TYPE_CHECKING:
     from daemon.policies import PolicyCache
-    from daemon.server import Firewalld
     from daemon.sessions import Session
+    from daemon.state import DaemonState
 
 
 def session_warnings(policies: PolicyCache, session: Session) -> list[str]:
@@ -32,7 +32,7 @@ def session_warnings(policies: PolicyCache, session: Session) -> list[str]:
     return warnings
 
 
-def session_views(app: Firewalld) -> list[dict[str, Any]]:
+def session_views(app: DaemonState) -> list[dict[str, Any]]:
     """The sessions of a listing, each with its policy file and warnings."""
     views = app.sessions.views()
     for view in views:
@@ -42,7 +42,7 @@ def session_views(app: Firewalld) -> list[dict[str, Any]]:
     return views
 
 
-def report(app: Firewalld, rid: int, started: float) -> p.StatusReport:
+def report(app: DaemonState, rid: int, started: float) -> p.StatusReport:
     """The answer to a :class:`~daemon.protocol.StatusQuery`."""
     live = [s for s in (app.sessions.get(v["session_id"]) for v in app.sessions.views()) if s and s.connected]
     counts = Counter((s.config_path, s.server) for s in live)

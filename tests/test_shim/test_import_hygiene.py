@@ -15,6 +15,12 @@ FORBIDDEN = (
     "daemon.policy",
     "daemon.config",
     "daemon.server",
+    "daemon.state",
+    "daemon.connections",
+    "daemon.shim_requests",
+    "daemon.console_requests",
+    "daemon.audit_channel",
+    "daemon.housekeeping",
     "ssl",
 )
 
