@@ -80,8 +80,7 @@ async def test_args_grant_covers_matching_arguments_of_its_server_until_it_expir
         connect(fixture_shim(effects, name="billing"), mode=mode, env=daemon.env) as other_server,
     ):
         action_id = paused_id(await agent.call_tool("transfer_funds", {"amount": 5, "to": "alice"}))
-        # 0.05 minutes: long enough for the calls below, short enough to see it end.
-        daemon.console("grant", action_id, "--scope", "args", "--equals", "to=alice", "--minutes", "0.05")
+        daemon.console("grant", action_id, "--scope", "args", "--equals", "to=alice", "--minutes", "5")
         ok = await agent.call_tool("transfer_funds", {"amount": 7, "to": "alice"})
         assert not ok.is_error, tool_text(ok)
         ok = await same_server.call_tool("transfer_funds", {"amount": 8, "to": "alice"})
@@ -93,8 +92,12 @@ async def test_args_grant_covers_matching_arguments_of_its_server_until_it_expir
         paused_id(await agent.call_tool("transfer_funds", {"amount": 9, "to": ["alice"]}))
         paused_id(await agent.call_tool("delete_user", {"id": 1, "to": "alice"}))
         paused_id(await other_server.call_tool("transfer_funds", {"amount": 9, "to": "alice"}))
-        wait_until(lambda: grants(daemon) == [], what="the grant to expire")
-        paused_id(await agent.call_tool("transfer_funds", {"amount": 10, "to": "alice"}))
+        # A second grant of 0.02 minutes, seen to end (one short enough to end while the calls
+        # above run would make them race it on a busy host).
+        action_id = paused_id(await agent.call_tool("transfer_funds", {"amount": 6, "to": "carol"}))
+        daemon.console("grant", action_id, "--scope", "args", "--equals", "to=carol", "--minutes", "0.02")
+        wait_until(lambda: len(grants(daemon)) == 1, what="the short grant to expire")
+        paused_id(await agent.call_tool("transfer_funds", {"amount": 10, "to": "carol"}))
     assert [e["amount"] for e in effects_of(effects)] == [7, 8]
     assert any(r["event"] == "grant_expired" for r in daemon.audit())
 
