@@ -5,7 +5,8 @@ which a full run's five repetitions cannot tell from noise. Each TREE is a check
 and its daemon, with a daemon of its own; ``TREE:NAME=VALUE,...`` adds environment variables).
 Every round spawns each variant and the target alone, in a random order, for ``--calls``
 sequential calls after a warm-up; the report is the median over rounds of each variant's p50,
-p90 and p99, and of its p50 minus the direct p50 of the same round.
+p90 and p99, and of its p50 minus the direct p50 of the same round. ``--cold`` times spawn to
+the ``initialize`` answer instead (one sample per variant per round); ``--relay`` adds the byte relay.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import BENCH_DIR
 from bench.peer import INITIALIZED, Peer, call_line, initialize_line
 from bench.variants import FAST_TARGET, PYTHON, Daemon, minimal_env
 
 _WARMUP = 500
+RELAY = BENCH_DIR / "relay.py"
 
 
 def _round(argv: list[str], env: dict[str, str], cwd: Path, calls: int) -> tuple[float, float, float]:
@@ -44,17 +47,33 @@ def _round(argv: list[str], env: dict[str, str], cwd: Path, calls: int) -> tuple
     return tuple(samples[int(len(samples) * q)] for q in (0.5, 0.9, 0.99))  # type: ignore[return-value]
 
 
+def _cold(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """Spawn to the ``initialize`` answer through ``argv``, in µs (as p50, p90 and p99 alike)."""
+    peer = Peer(argv, env, cwd, cwd / "variant.stderr")
+    try:
+        peer.send(initialize_line() + b"\n")
+        peer.recv(30)
+        cold = (time.perf_counter_ns() - peer.spawned_ns) / 1e3
+    finally:
+        peer.kill()
+    return cold, cold, cold
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs="+", help="checkouts to compare, as PATH or PATH:NAME=VALUE,...")
     parser.add_argument("--rounds", type=int, default=16, help="rounds (default 16)")
     parser.add_argument("--calls", type=int, default=1500, help="calls per variant per round (default 1500)")
+    parser.add_argument("--cold", action="store_true", help="time spawn to the initialize answer instead")
+    parser.add_argument("--relay", action="store_true", help="add the byte relay as a variant")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fw-ab-") as tmp_name:
         tmp = Path(tmp_name)
         variants: dict[str, tuple[list[str], dict[str, str]]] = {
             "direct": (FAST_TARGET, minimal_env(tmp)),
         }
+        if args.relay:
+            variants["relay"] = ([PYTHON, str(RELAY), "--", *FAST_TARGET], minimal_env(tmp))
         daemons = []
         try:
             for n, spec in enumerate(args.trees):
@@ -78,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 random.shuffle(order)
                 for name in order:
                     command, env = variants[name]
-                    results[name].append(_round(command, env, tmp, args.calls))
+                    if args.cold:
+                        results[name].append(_cold(command, env, tmp))
+                    else:
+                        results[name].append(_round(command, env, tmp, args.calls))
         finally:
             for daemon in daemons:
                 daemon.stop()

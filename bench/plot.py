@@ -122,3 +122,23 @@ def _bars(ax: Any, names: list[str], labels: dict[str, str], values: list[Spread
     )
     ax.set_xticks(range(len(names)), [labels[n] for n in names], rotation=15, fontsize=8)
     ax.set_title(title)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.plot [JSON]``: draw the PNG again from a saved run (its distributions are
+    kept as 101 percentiles, which is what the plot needs), next to the JSON."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "bench/results/latest.json")
+    data = json.loads(path.read_text())
+    data["samples"] = data["distributions"]["round_trip_us"]
+    data["load_samples"] = data["distributions"]["daemon_decision_us"]
+    why_not = save_png(data, data, path.with_suffix(".png"))
+    print(why_not or f"saved {path.with_suffix('.png')}")
+    return 1 if why_not else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

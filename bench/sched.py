@@ -133,21 +133,28 @@ def parse(trace: str, names: dict[int, str]) -> list[Call]:
             if call is not None:
                 was, since = on_cpu.get(cpu, (prev, call.start))
                 call.running[was] = call.running.get(was, 0.0) + ts - max(since, call.start)
-                call.events.append((ts - call.start, f"cpu{cpu}: {prev} -> {nxt}"))
+                shown = f"{nxt} ({_comm(rest, 'next_comm')})" if nxt == "other" else nxt
+                call.events.append((ts - call.start, f"cpu{cpu}: {prev} -> {shown}"))
                 if nxt in waking:
                     call.wakes.append((nxt, ts - waking.pop(nxt)))
             on_cpu[cpu] = (nxt, ts)
     return calls
 
 
-def report(calls: list[Call]) -> str:
-    """The median call's timeline, then per-process CPU and per-hop wake-up latency over all calls."""
+def _comm(rest: str, key: str) -> str:
+    found = re.search(key + r"=(\S+)", rest)
+    return found[1] if found else "?"
+
+
+def report(calls: list[Call], quantile: float = 0.5) -> str:
+    """The timeline of the call at ``quantile`` (the median by default), then per-process CPU and
+    per-hop wake-up latency over all calls."""
     if not calls:
         return "no complete call was traced"
     calls.sort(key=lambda c: c.end)
-    median = calls[len(calls) // 2]
-    out = [f"{len(calls)} calls traced; median {median.end:.0f} µs (tracing itself adds a little)", ""]
-    out.append("the median call, µs from the client's write:")
+    median = calls[min(len(calls) - 1, int(len(calls) * quantile))]
+    out = [f"{len(calls)} calls traced; call at q={quantile:g}: {median.end:.0f} µs (tracing adds some)", ""]
+    out.append(f"the call at q={quantile:g}, µs from the client's write:")
     out += [f"  {offset:7.1f}  {text}" for offset, text in median.events]
     out.append(f"  {median.end:7.1f}  client has the answer")
     cpu: dict[str, list[float]] = defaultdict(list)
@@ -172,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=("shim", "direct"), default="shim")
     parser.add_argument("--calls", type=int, default=300, help="calls traced (default 300)")
     parser.add_argument("--warmup", type=int, default=3000, help="calls before tracing (default 3000)")
+    parser.add_argument(
+        "--quantile", type=float, default=0.5, help="whose timeline is shown (default 0.5; 0.99: a tail call)"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or not sys.platform.startswith("linux"):
         print("bench.sched needs root on Linux (it reads the kernel's scheduler trace)", file=sys.stderr)
@@ -193,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             daemon.stop()
     names = {os.getpid(): "client", daemon_pid: "daemon", pid: "shim" if args.variant == "shim" else "target"}
     names.update(dict.fromkeys(children, "target"))
-    print(report(parse(trace, names)))
+    print(report(parse(trace, names), args.quantile))
     return 0
 
 

@@ -16,6 +16,9 @@ log = logging.getLogger("firewalld")
 
 #: Seconds an audit channel's records may wait in its socket before the daemon reads them.
 AUDIT_EVERY = 0.01
+#: Seconds after the first unacknowledged record of a shim that its Ack goes out at the latest
+#: (see :data:`daemon.state.ACK_RECORDS`).
+ACK_AFTER = 1.0
 
 
 class AuditChannels(DaemonState):
@@ -25,24 +28,29 @@ class AuditChannels(DaemonState):
         """Record a batch from a shim's audit channel, and acknowledge it soon, on its connection."""
         if not batch:
             return
+        recorded: list[p.LeaseAudit] = []
         with self.store.transaction():
             for msg in batch:
                 if not isinstance(msg, p.LeaseAudit):
                     raise p.ProtocolError(f"an audit channel may not send {p.tag_of(msg)}")
                 if self.leases.record(session, msg.calls):
                     self._audit_dirty = True
-                self._audit_acks[session.session_id] = msg.rid
-        self._ack_due.set()
+                recorded.append(msg)
+        for msg in recorded:  # committed: only now may the shim forget them
+            self._to_ack(session.session_id, msg.rid, len(msg.calls))
         if self.store.spooled >= INGEST_AFTER:
             self._ingest.set()
 
     async def _acker(self) -> None:
-        """Acknowledge leased calls' audit records, every 20 ms at most, one Ack per shim."""
+        """Acknowledge leased calls' audit records, one Ack per shim, when a shim has
+        :data:`~daemon.state.ACK_RECORDS` of them waiting or :data:`ACK_AFTER` seconds after the first."""
         while True:
             await self._ack_due.wait()
-            self._ack_due = anyio.Event()
-            await anyio.sleep(0.02)
+            with anyio.move_on_after(ACK_AFTER):
+                await self._ack_now.wait()
+            self._ack_due, self._ack_now = anyio.Event(), anyio.Event()
             due, self._audit_acks = self._audit_acks, {}
+            self._ack_waiting.clear()
             for session_id, rid in due.items():
                 peer = self._shim_of.get(session_id)
                 if peer is None:

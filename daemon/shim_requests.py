@@ -133,8 +133,7 @@ class ShimRequests(DaemonState):
             case p.LeaseAudit():
                 if self.leases.record(session, msg.calls):
                     self._audit_dirty = True
-                self._audit_acks[session.session_id] = msg.rid
-                self._ack_due.set()
+                self._to_ack(session.session_id, msg.rid, len(msg.calls))
             case p.LeasesRevokedAck():
                 peer = self._shim_of.get(session.session_id)
                 if peer is not None:

@@ -190,13 +190,12 @@ class DaemonLink:
         self._next_rid += 1
         return rid
 
-    def send_now(self, message: p.Message) -> None:
-        """Send an audit record on the audit channel, if connected (else it is the caller's to
-        keep: it sends it again once :attr:`on_ready` says the link is back)."""
+    def send_now(self, frame: bytes) -> None:
+        """Send an encoded frame of audit records on the audit channel, if connected (else it is
+        the caller's to keep: it sends it again once :attr:`on_ready` says the link is back)."""
         sock = self._audit
         if self._state != _READY or sock is None:
             return
-        frame = p.encode(message)
         if not self._audit_out:
             try:
                 sent = sock.send(frame)

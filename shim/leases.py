@@ -23,6 +23,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgpack
+
 from daemon import protocol as p
 from shim.confirm import Writer
 
@@ -46,6 +48,22 @@ _PATHLIKE_BYTES = re.compile(rb"[/\\~$%.\x00\x80-\xff]|file:", re.IGNORECASE)
 #: Names of characters that look like one of those signs without being folded to it by NFKC.
 _LOOKALIKE = ("SOLIDUS", "SLASH", "TILDE", "DOLLAR", "PERCENT", "STOP", "DOT", "PERIOD", "COLON", "WAVE")
 _plain_chars: dict[str, bool] = {}
+
+#: One packer for the shim's one thread: ``msgpack.packb`` makes a new one per call.
+_PACKER = msgpack.Packer(use_bin_type=True)
+#: A LeaseAudit frame's map up to the value of ``rid``: 3 entries, ``t`` first.
+_AUDIT_HEAD = b"\x83" + b"".join(map(_PACKER.pack, ("t", "lease_audit", "rid")))
+_CALLS = _PACKER.pack("calls")
+
+
+def audit_frame(rid: int, records: list[list[Any]]) -> bytes:
+    """``p.encode(p.LeaseAudit(rid, records))``, built by concatenation: a generic encode (a
+    dict of the fields, a new packer) cost about a tenth of the shim's time on a leased call.
+    The daemon decodes it like any frame (the map's order does not matter to it)."""
+    body: bytes = _AUDIT_HEAD + _PACKER.pack(rid) + _CALLS + _PACKER.pack(records)
+    if len(body) > p.MAX_FRAME:
+        raise p.FrameTooLarge(f"an audit frame of {len(body)} bytes is over the frame limit")
+    return len(body).to_bytes(4, "big") + body
 
 
 def _plain_char(char: str) -> bool:
@@ -136,7 +154,7 @@ class AuditLink(Protocol):
 
     def new_rid(self) -> int: ...
 
-    def send_now(self, message: p.Message) -> None: ...
+    def send_now(self, frame: bytes) -> None: ...
 
     def notify(self, message: p.Message, *, sticky: str | None = None) -> None: ...
 
@@ -185,7 +203,7 @@ class Leases:
         self.epoch = 0
         self._held.clear()
         for rid, records in self._unacked.items():
-            self._link.send_now(p.LeaseAudit(rid, records))
+            self._link.send_now(audit_frame(rid, records))
 
     def lost(self) -> None:
         """The connection is gone: no revocation can reach this shim, so no lease holds."""
@@ -242,7 +260,7 @@ class Leases:
         if self._records:
             records, self._records = self._records, []
             rid = self._link.new_rid()
-            self._link.send_now(p.LeaseAudit(rid, records))
+            self._link.send_now(audit_frame(rid, records))
             if not self._link.connected:  # lost (the daemon died): the records never left
                 lines, self._lines = self._lines, []
                 for _, instead in lines:

@@ -1,4 +1,4 @@
-"""The shim's event loop: one thread, ``selectors``, non-blocking buffered writes.
+"""The shim's event loop: one thread, epoll (``poll`` elsewhere), non-blocking buffered writes.
 
 Why not threads: a tools/call used to cross three threads (agent reader, daemon link, target
 reader), and every handoff between Python threads costs a GIL switch; and why not asyncio: its
@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-import selectors
+import select
 import stat
 import time
 from collections import deque
@@ -37,6 +37,16 @@ CHUNK = 1 << 20
 #: 64 KiB stays under malloc's mmap threshold; reads grow to CHUNK only while they come back full.
 SMALL_CHUNK = 1 << 16
 _IOV_MAX = 512
+
+# The poller: epoll itself, not ``selectors`` over it. A ``selectors`` call wraps each ready
+# descriptor in a key object and a list, about 7 µs per loop turn on a small VM against 2.5 µs,
+# and a leased call takes two or three turns. Elsewhere (macOS) ``poll``, whose timeout is in ms.
+if hasattr(select, "epoll"):
+    _new_poller = select.epoll
+    _READ, _WRITE, _SCALE = select.EPOLLIN, select.EPOLLOUT, 1.0
+else:  # pragma: no cover - not Linux
+    _new_poller = select.poll  # type: ignore[assignment,misc]
+    _READ, _WRITE, _SCALE = select.POLLIN, select.POLLOUT, 1000.0
 
 
 def enlarge_pipe(fd: int, size: int = 1 << 20) -> None:
@@ -68,7 +78,8 @@ class EventLoop:
     """A minimal reactor: readers, writers and timers on one selector."""
 
     def __init__(self) -> None:
-        self._sel = selectors.DefaultSelector()
+        self._poller = _new_poller()
+        self._registered: dict[int, int] = {}  # fd -> the events asked for
         self._readers: dict[int, Callable[[], None]] = {}
         self._writers: dict[int, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
@@ -79,26 +90,30 @@ class EventLoop:
         self.stopped = False
 
     def _update(self, fd: int) -> None:
-        events = (selectors.EVENT_READ if fd in self._readers else 0) | (
-            selectors.EVENT_WRITE if fd in self._writers else 0
-        )
+        events = (_READ if fd in self._readers else 0) | (_WRITE if fd in self._writers else 0)
         if fd in self._always:
             if not events:
                 self._always.discard(fd)
             return
-        try:
-            key = self._sel.get_key(fd)
-        except KeyError:
+        registered = self._registered.get(fd)
+        if registered is None:
             if events:
                 try:
-                    self._sel.register(fd, events)
+                    self._poller.register(fd, events)
                 except PermissionError:  # EPERM: a file, never "not ready"
                     self._always.add(fd)
+                    return
+                self._registered[fd] = events
             return
         if not events:
-            self._sel.unregister(fd)
-        elif key.events != events:
-            self._sel.modify(fd, events)
+            del self._registered[fd]
+            try:
+                self._poller.unregister(fd)
+            except (OSError, KeyError):  # closed already: the kernel has forgotten it
+                pass
+        elif registered != events:
+            self._registered[fd] = events
+            self._poller.modify(fd, events)
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever ``fd`` is readable."""
@@ -128,21 +143,25 @@ class EventLoop:
 
     def run(self) -> None:
         """Run until :meth:`stop`."""
-        sel, readers, writers, timers = self._sel, self._readers, self._writers, self._timers
+        poll, readers, writers, timers = self._poller.poll, self._readers, self._writers, self._timers
         while not self.stopped:
-            timeout = None
+            timeout: float | None = None
             if timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic())
+                timeout = max(0.0, timers[0][0] - time.monotonic()) * _SCALE
             if self._always:
                 self._serve_always()
                 timeout = 0.0
-            for key, mask in sel.select(timeout):
-                fd = key.fd
-                if mask & selectors.EVENT_READ:
+            try:
+                ready = poll(timeout)
+            except InterruptedError:  # pragma: no cover - Python retries EINTR itself
+                continue
+            for fd, mask in ready:
+                # As selectors reads them: an error or a hang-up wakes the reader and the writer.
+                if mask & ~_WRITE:
                     reader = readers.get(fd)
                     if reader is not None:
                         reader()
-                if mask & selectors.EVENT_WRITE:
+                if mask & ~_READ:
                     writer = writers.get(fd)
                     if writer is not None:
                         writer()

@@ -262,3 +262,32 @@ def test_a_shim_that_does_not_acknowledge_is_cut_off_and_uses_no_old_lease(
     assert [e["id"] for e in effects_of(effects)] == [1, 2, 3]
     (row,) = revocations(daemon)
     assert "1 disconnected" in row["detail"]
+
+
+def test_bursts_with_quiet_spells_between_each_get_their_audit_rows(daemon: Daemon, tmp_path: Path) -> None:
+    """The daemon reads a busy audit channel on a timer and waits for a byte again only after a
+    read that found nothing: calls in bursts, with quiet spells longer than its read delay
+    between them, each still get their audit row (a channel left unwatched after a quiet read
+    would lose the later bursts' rows)."""
+    effects = tmp_path / "fx"
+    config = write_config(tmp_path / "policy.json", ALLOW_DELETE)
+    with start(daemon, effects, config) as peer:
+        msg_id = 0
+        for _ in range(4):
+            for _ in range(25):
+                msg_id += 1
+                assert ok(peer.ask(call(msg_id, "delete_user", {"id": msg_id})))
+            threading.Event().wait(0.15)  # quiet: the daemon's next read finds nothing
+        peer.close()
+    ran = sorted(e["id"] for e in effects_of(effects))
+    assert ran == list(range(1, 101))
+
+    def audited() -> list[int]:
+        ids: list[int] = []
+        for row in daemon.audit(5000):
+            if row["event"] == "decision" and row["tool"] == "delete_user":
+                ids += [int(n) for n in re.findall(r'"id":(\d+)', row["detail"] or "")]
+        return sorted(ids)
+
+    wait_until(lambda: audited() == ran, what="an audit row for every call")
+    assert len(lease_rows(daemon)) >= 90

@@ -206,3 +206,41 @@ def test_the_shim_takes_stdin_from_a_file_or_dev_null(tmp_path: Path, stdin: str
     assert b"Traceback" not in proc.stderr
     if stdin == "file":  # `cat` echoes the ping back, as the agent's stdout sees it
         assert proc.stdout.splitlines()[0] == source.read_bytes().strip()
+
+
+def test_a_hang_up_wakes_the_reader_and_an_error_the_writer() -> None:
+    """The loop polls epoll itself: a pipe whose writer has gone (a hang-up, no data) still wakes
+    its reader, which reads the end of file; a pipe whose reader has gone (an error) wakes its
+    writer, whose write then fails; a reader removed and added again is watched again."""
+    loop = EventLoop()
+    seen: list[str] = []
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    os.set_blocking(w2, False)
+
+    def readable() -> None:
+        seen.append(f"read {os.read(r1, 10)!r}")
+        loop.remove_reader(r1)
+        if len(seen) == 1:  # watched again: the hang-up is still there
+            loop.add_reader(r1, readable)
+
+    def writable() -> None:
+        try:
+            os.write(w2, b"x")
+            seen.append("wrote")
+        except BrokenPipeError:
+            seen.append("broken")
+        loop.remove_writer(w2)
+
+    try:
+        os.write(w1, b"hi")
+        os.close(w1)
+        os.close(r2)
+        loop.add_reader(r1, readable)
+        loop.add_writer(w2, writable)
+        loop.call_later(0.2, loop.stop)
+        loop.run()
+    finally:
+        os.close(r1)
+        os.close(w2)
+    assert sorted(seen) == ["broken", "read b''", "read b'hi'"]
