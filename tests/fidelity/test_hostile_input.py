@@ -9,6 +9,7 @@ servers read stdin with Python's universal newlines, so a raw ``\\r`` inside a l
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,9 @@ def session(
     peer.ask(initialize(0, "2025-06-18"))
     peer.send(notification("notifications/initialized"))
     yield peer, fx
-    assert peer.close() == 0
+    # The server exits on the end of its stdin (0), or, slower than the 2 s it is given on a busy
+    # host, by the SIGTERM that follows (143): the shutdown sequence as documented, either way.
+    assert peer.close() in (0, 128 + signal.SIGTERM)
     assert effects(fx) == []
     smuggled_answers = [m for m in map(json.loads, peer.raw) if isinstance(m, dict) and m.get("id") == 666]
     assert smuggled_answers == []  # (the batch's error array is a list, not an answer from the server)
