@@ -2,8 +2,9 @@
 
 The app never touches a socket itself. A thread worker runs :meth:`Backend.watch`, which posts
 :mod:`console.messages` as the daemon's state changes; deny and history requests run in thread
-workers of their own. :func:`build_app` makes the app for production and for tests alike; tests
-and screenshots pass a :class:`~console.replay.ReplayBackend` and a frozen clock.
+workers of their own (:mod:`console.workers`). :func:`build_app` makes the app for production
+and for tests alike; tests and screenshots pass a :class:`~console.replay.ReplayBackend` and a
+frozen clock.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
-from textual.worker import get_current_worker
 
-from console.client import ConsoleError
 from console.confirm import ConfirmScreen
 from console.connection import Backend, DaemonBackend
 from console.desktop import desktop_notify, notification_command
@@ -37,20 +36,20 @@ from console.messages import (
     PendingChanged,
     PolicyProblem,
 )
-from console.model import Action, DaemonState, HistoryQuery, visible
+from console.model import Action, DaemonState, visible
 from console.pending import ActionDetail, ActionList, PendingPane
 from console.review import ReviewScreen
 from console.sessions import SessionsPane
+from console.workers import HISTORY_ROWS as HISTORY_ROWS  # re-exported: its home before the split
+from console.workers import DaemonWorkers
 
-#: How many audit rows the history view asks for.
-HISTORY_ROWS = 300
 #: Typing in the history filter asks the daemon again after this pause.
 _FILTER_DEBOUNCE = 0.3
 #: How long the pending list stays highlighted after a new action arrives.
 _FLASH_SECONDS = 1.5
 
 
-class FirewallConsole(GrantActions, FloodActions):
+class FirewallConsole(GrantActions, FloodActions, DaemonWorkers):
     """Pending actions with their codes, sessions and the audit log of one firewalld."""
 
     CSS_PATH = "console.tcss"
@@ -124,89 +123,6 @@ class FirewallConsole(GrantActions, FloodActions):
                     if sys.platform != "darwin"
                     else "osascript was not found"
                 )
-
-    # -- workers: the only code that reaches the daemon ----------------------------------------
-
-    @work(thread=True, exclusive=True, group="link", name="daemon link")
-    def _link(self) -> None:
-        stop = get_current_worker().cancelled_event
-        attempt = 0
-        while not stop.is_set():
-            try:
-                self.backend.watch(self.post_message, stop)
-                return
-            except Exception as exc:  # a bug must not kill the live view: report it, start over
-                attempt += 1
-                self.post_message(Disconnected(f"unexpected error: {exc!r}", 5.0, attempt))
-                stop.wait(5.0)
-
-    @work(thread=True, exclusive=True, group="pins", name="count reviews")
-    def _count_reviews(self) -> None:
-        try:
-            waiting = sum(pin.under_review for pin in self.backend.pins())
-        except (ConsoleError, OSError):
-            return  # the live view says when the daemon is away
-        if waiting:
-            text = f"{waiting} tool definition(s) changed or new, hidden from the agent: press t to review."
-            self.call_from_thread(self.notify, text, severity="warning", markup=False)
-
-    @work(thread=True, group="deny", name="approve")
-    def _approve(self, action_id: str) -> None:
-        try:
-            self.post_message(DenyFinished(action_id, True, self.backend.approve(action_id), "approve"))
-        except (ConsoleError, OSError) as exc:
-            self.post_message(DenyFinished(action_id, False, str(exc), "approve"))
-        except Exception as exc:  # reported on screen, never as a traceback
-            self.post_message(DenyFinished(action_id, False, f"unexpected error: {exc!r}", "approve"))
-
-    @work(thread=True, group="deny", name="deny")
-    def _deny(self, action_ids: tuple[str, ...]) -> None:
-        for action_id in action_ids:
-            try:
-                self.post_message(DenyFinished(action_id, True, self.backend.deny(action_id)))
-            except (ConsoleError, OSError) as exc:
-                self.post_message(DenyFinished(action_id, False, str(exc)))
-            except Exception as exc:  # reported on screen, never as a traceback
-                self.post_message(DenyFinished(action_id, False, f"unexpected error: {exc!r}"))
-
-    @work(thread=True, exclusive=True, group="arguments", name="full arguments")
-    def _fetch(self, action_id: str) -> None:
-        try:
-            self.post_message(ArgumentsLoaded(action_id, True, self.backend.arguments(action_id)))
-        except (ConsoleError, OSError) as exc:
-            self.post_message(ArgumentsLoaded(action_id, False, str(exc)))
-        except Exception as exc:  # reported on screen, never as a traceback
-            self.post_message(ArgumentsLoaded(action_id, False, f"unexpected error: {exc!r}"))
-
-    @work(thread=True, exclusive=True, group="history", name="history")
-    def _load_history(self, text: str) -> None:
-        try:
-            entries = self.backend.history(HistoryQuery.parse(text), HISTORY_ROWS)
-        except (ConsoleError, OSError) as exc:
-            self.post_message(HistoryFailed(str(exc), text))
-        except Exception as exc:  # reported on screen, never as a traceback
-            self.post_message(HistoryFailed(f"unexpected error: {exc!r}", text))
-        else:
-            self.post_message(HistoryLoaded(entries, text))
-
-    @work(thread=True, group="desktop", name="desktop notification")
-    def _desktop(self, title: str, body: str) -> None:
-        try:
-            shown = self._notifier(title, body)
-        except Exception:  # a desktop without notifications must not disturb the console
-            shown = False
-        if shown is False and not self._desktop_told:
-            self._desktop_told = True  # said once, not at every action
-            self.call_from_thread(self._no_desktop, "the notification command failed")
-
-    def _no_desktop(self, why: str) -> None:
-        self.notify(
-            f"--desktop-notify: {why}; new actions are announced in this window only.",
-            title="No desktop notifications",
-            severity="warning",
-            timeout=15,
-            markup=False,
-        )
 
     # -- what the workers report -------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import store as store_module
+from daemon import audit_log
 from daemon.store import Store, StoreBusy
 
 
@@ -199,7 +199,7 @@ def test_a_database_that_takes_nothing_makes_batches_fail_not_memory_grow(
     """While SQLite refuses every insert the rows wait in the spool, up to a bound; past it a
     batch fails (its call is refused) instead of memory growing."""
     store = Store(str(tmp_path / "f.db"))
-    monkeypatch.setattr(store_module, "MAX_SPOOLED", 3)
+    monkeypatch.setattr(audit_log, "MAX_SPOOLED", 3)
 
     def broken(rows: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
