@@ -5,24 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FORBIDDEN = (
-    "pydantic",
-    "pydantic_settings",
-    "textual",
-    "anyio",
-    "asyncio",
-    "sqlite3",
-    "daemon.policy",
-    "daemon.config",
-    "daemon.server",
-    "daemon.state",
-    "daemon.connections",
-    "daemon.shim_requests",
-    "daemon.console_requests",
-    "daemon.audit_channel",
-    "daemon.housekeeping",
-    "ssl",
-)
+FORBIDDEN = ("pydantic", "pydantic_settings", "textual", "anyio", "asyncio", "sqlite3", "ssl")
+#: The daemon modules the shim may load: the wire code (DESIGN §2) and nothing of the daemon's own.
+#: A list of what is allowed, not of what is not, so a module split out of the daemon later is
+#: forbidden without anyone remembering to add it here.
+WIRE = {
+    "daemon",
+    "daemon.protocol",
+    "daemon.message_registry",
+    "daemon.shim_messages",
+    "daemon.console_messages",
+    "daemon.paths",
+}
 
 
 def test_shim_imports_nothing_heavy() -> None:
@@ -36,3 +30,5 @@ def test_shim_imports_nothing_heavy() -> None:
     )
     assert "shim.firewall" in loaded  # the check looks at the right interpreter
     assert not loaded & set(FORBIDDEN), loaded & set(FORBIDDEN)
+    daemon_modules = {name for name in loaded if name == "daemon" or name.startswith("daemon.")}
+    assert daemon_modules <= WIRE, daemon_modules - WIRE
