@@ -72,9 +72,9 @@ def test_a_call_is_timed_per_process_and_per_wake() -> None:
     assert ("daemon", 2) in call.wakes and ("target", 20) in call.wakes and ("client", 20) in call.wakes
 
 
-def test_the_report_shows_the_median_call_and_the_totals() -> None:
+def test_the_report_shows_the_call_at_the_quantile_and_the_totals() -> None:
     text = report(parse("\n".join(CALL + [line.replace("100.", "101.") for line in CALL]), NAMES))
-    assert text.startswith("2 calls traced; median 200 µs")
+    assert text.startswith("2 calls traced; call at q=0.5: 200 µs")
     assert "shim wakes daemon (to cpu1)" in text
     assert "cpu1: daemon -> shim" in text
     lines = {line.split()[0]: line.split()[1:] for line in text.splitlines()[-4:]}
