@@ -66,7 +66,7 @@ test: $(VENV)/.installed node node22 mcp1
 	$(VENV)/bin/ruff check $(SOURCES)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 ## fuzz: the full fuzz run of the shim's message handling (FUZZ_LINES generated lines, 100,000 by default)
 fuzz: $(VENV)/.installed
