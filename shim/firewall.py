@@ -22,16 +22,13 @@ from daemon import protocol as p
 from shim import jsonrpc as rpc
 from shim.confirm import (
     CONTINUATION_PREFIX,
-    Holding,
     Link,
-    Replay,
-    Schedule,
     Writer,
     debug,
-    paused_text,
     wire_text,
 )
 from shim.elicit import STATE_PREFIX, Elicitations, Elicited
+from shim.holding import Holding, Schedule
 from shim.jsonrpc import JsonId
 from shim.leases import Leases
 from shim.listing import (
@@ -42,7 +39,9 @@ from shim.listing import (
     rewrite_tools_list,
     tail_id,
 )
+from shim.paused import paused_text
 from shim.pinning import Pinning
+from shim.replay import Replay
 from shim.streaming import Streaming
 
 __all__ = [
