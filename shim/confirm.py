@@ -29,28 +29,23 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
+from shim.holding import PROGRESS_EVERY, Holding, Schedule, _progress_token
 from shim.jsonrpc import JsonId
 from shim.listing import CONFIRM_TOOL
+from shim.replay import _TRANSPORT, Replay, replay_params, transport_meta
 
 log = logging.getLogger("mcp-action-firewall")
 
-#: Past this size a paused call's arguments are shown to the agent as a preview only.
-_PREVIEW = 4096
 #: The prefix of the ``requestState`` the shim hands out for an approved call's next round.
 CONTINUATION_PREFIX = "mcp-action-firewall/continue/"
 #: The prefix of the ids under which approved calls go to the server.
 RUN_ID_PREFIX = "mcp-action-firewall/run/"
 #: Bound on the continuations remembered (oldest forgotten first).
 _MAX_CONTINUATIONS = 256
-#: Members of a replayed call that belong to the request that carries it, not to the approval.
-_TRANSPORT = ("_meta", "inputresponses", "requeststate")
-#: ``_meta`` keys a replay takes from the request that carries it: the progress token, trace
-#: context, and the keys under the prefixes the MCP specification reserves for itself.
-_META_KEYS = frozenset({"progresstoken", "traceparent", "tracestate", "baggage"})
 
 
 class Writer(Protocol):
@@ -67,52 +62,6 @@ class Link(Protocol):
     def notify(self, message: p.Message, *, sticky: str | None = None) -> None: ...
 
     def notify_reliable(self, key: str, message: p.Outcome) -> None: ...
-
-
-class Replay(NamedTuple):
-    """An approved call on its way to the server, under the shim's own id."""
-
-    agent_id: JsonId
-    """The id of the agent's ``firewall_confirm``, which gets the answer."""
-    action_id: str
-    params: bytes
-    """The params sent, for the next round of an ``input_required`` answer."""
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-#: ``schedule(delay, callback)``: run ``callback`` on the loop after ``delay`` seconds.
-Schedule = Callable[[float, Callable[[], None]], Cancellable]
-#: Seconds between progress notifications for a held call that asked for progress.
-PROGRESS_EVERY = 5.0
-
-
-class Holding:
-    """A paused call held open: the agent's request waits while the human may approve it in the
-    console; when the hold runs out the agent is told it is paused, as without a hold."""
-
-    __slots__ = ("msg_id", "name", "params_json", "stateless", "verdict", "timer", "ticker", "ticks", "ask")
-
-    def __init__(
-        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, verdict: p.Verdict
-    ) -> None:
-        self.msg_id = msg_id
-        self.name = name
-        self.params_json = params_json
-        self.stateless = stateless
-        self.verdict = verdict
-        self.timer: Cancellable | None = None
-        self.ticker: Cancellable | None = None
-        self.ticks = 0
-        #: The id of the shim's dialog request to the client about it, while one is open.
-        self.ask: str | None = None
-
-    def stop(self) -> None:
-        for timer in (self.timer, self.ticker):
-            if timer is not None:
-                timer.cancel()
 
 
 class Confirmations:
@@ -455,94 +404,6 @@ class Confirmations:
             self._on_verdict(msg_id, name, retry_json, stateless, reply, why, run=run)
 
         self._ask(msg_id, name, stateless, lambda rid: p.ContinueCall(rid, action_id, retry_json), judged)
-
-
-def _progress_token(params_json: bytes) -> Any:
-    """The call's progress token, if it asked for progress notifications."""
-    try:
-        meta = json.loads(params_json).get("_meta")
-    except (ValueError, AttributeError):
-        return None
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return token if isinstance(token, str | int) and not isinstance(token, bool) else None
-
-
-def transport_meta(meta: Any) -> dict[str, Any] | None:
-    """The part of a request's ``_meta`` that belongs to its transport, which an approved call may
-    take: the progress token, trace context and the keys under the prefixes MCP reserves
-    (``io.modelcontextprotocol/``...). Anything else could carry what the human never saw."""
-    if not isinstance(meta, dict):
-        return None
-    return {k: v for k, v in meta.items() if _transport_key(k)}
-
-
-def _transport_key(key: str) -> bool:
-    folded = key.lower()
-    if folded in _META_KEYS:
-        return True
-    prefix, slash, _ = folded.partition("/")
-    labels = prefix.split(".")
-    # The spec reserves prefixes whose second label is "modelcontextprotocol" or "mcp".
-    return bool(slash) and len(labels) >= 2 and labels[1] in ("modelcontextprotocol", "mcp")
-
-
-def replay_params(frozen: dict[str, Any], meta: Any, task: Any) -> dict[str, Any]:
-    """The frozen call as it is replayed under a confirm.
-
-    Name, arguments and everything else are as intercepted. Transport metadata (the transport
-    part of ``_meta``: the progress token, the stateless protocol version) comes from the
-    confirm; so does task augmentation when the confirm asks for it, else the intercepted call's
-    stands. Keys that fold to those are dropped from the frozen call, so the result has no
-    case-variant twins.
-    """
-    params = {
-        k: v
-        for k, v in frozen.items()
-        if (folded := rpc.fold_key(k)) != "_meta" and (task is None or folded != "task")
-    }
-    kept = transport_meta(meta)
-    if kept is not None:
-        params["_meta"] = kept
-    if task is not None:
-        params["task"] = task
-    return params
-
-
-def paused_text(name: str, params_json: bytes, verdict: p.Verdict) -> str:
-    """The agent's instructions for a paused call. It never contains the code: the daemon never
-    sends a code to a shim, so there is nothing here that could leak it."""
-    arguments: Any
-    if len(params_json) <= _PREVIEW:
-        shown = json.loads(params_json)
-        arguments = shown.get("arguments", {})
-        if "inputResponses" in shown and isinstance(arguments, dict):
-            # As the console shows it, and as the policy judged it: one more argument.
-            arguments = {**arguments, "inputResponses": shown["inputResponses"]}
-    else:
-        arguments = f"({len(params_json)} bytes; see the firewall console for the full arguments)"
-    minutes = max(1, round((verdict.expires_at - _now()) / 60)) if verdict.expires_at else 5
-    payload = {
-        "status": "PAUSED_FOR_APPROVAL",
-        "action_id": verdict.action_id,
-        "message": (
-            f"The call to '{name}' was paused by the MCP Action Firewall and has NOT run: {verdict.reason}"
-        ),
-        "action": {"tool": name, "arguments": arguments},
-        "instruction": (
-            f"Ask the user to approve it. Show them the tool and arguments above, and ask them to read "
-            f"the approval code for action {verdict.action_id} in their firewall console (the "
-            f"`firewall-console` command) and type it here. Then call the `{CONFIRM_TOOL}` tool with "
-            '{"otp": "<the code>"}. Never guess a code: wrong codes are counted and lock the action. '
-            f"The code expires in about {minutes} minute(s). If the user declines, do not retry."
-        ),
-    }
-    return json.dumps(payload, ensure_ascii=False, indent=2)
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def wire_text(value: object) -> str:

@@ -9,7 +9,7 @@ is all of what runs, or the dialog is not used). The human's answer goes to the 
 (:class:`~daemon.protocol.ElicitationAnswer`), which alone approves or denies; an approved call
 runs the daemon's frozen params, as after a code.
 
-Legacy era: the call is held open (as for a console approval, :class:`shim.confirm.Holding`) and
+Legacy era: the call is held open (as for a console approval, :class:`shim.holding.Holding`) and
 the client gets an ``elicitation/create`` request under an id only the shim chooses
 (:data:`ASK_ID_PREFIX` and 64 random bits); the answer to it is never forwarded to the server.
 Accept: the real result answers the original request. Decline or cancel: an ``isError`` result
@@ -30,8 +30,9 @@ from typing import Any, NamedTuple
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
-from shim.confirm import Confirmations, replay_params
+from shim.confirm import Confirmations
 from shim.jsonrpc import JsonId
+from shim.replay import replay_params
 
 log = logging.getLogger("mcp-action-firewall")
 

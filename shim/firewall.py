@@ -20,30 +20,27 @@ from typing import Any
 
 from daemon import protocol as p
 from shim import jsonrpc as rpc
+from shim.call_judging import CallJudging
 from shim.confirm import (
     CONTINUATION_PREFIX,
-    Holding,
     Link,
-    Replay,
-    Schedule,
     Writer,
     debug,
-    paused_text,
     wire_text,
 )
-from shim.elicit import STATE_PREFIX, Elicitations, Elicited
+from shim.elicit import Elicited
+from shim.holding import Holding, Schedule
 from shim.jsonrpc import JsonId
 from shim.leases import Leases
 from shim.listing import (
     CONFIRM_TOOL,
     CONFIRM_TOOL_DEF,
-    NOT_A_RESPONSE,
     response_id,
     rewrite_tools_list,
-    tail_id,
 )
-from shim.pinning import Pinning
-from shim.streaming import Streaming
+from shim.paused import paused_text
+from shim.replay import Replay
+from shim.target_answers import TargetAnswers
 
 __all__ = [
     "CONFIRM_TOOL",
@@ -58,11 +55,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("mcp-action-firewall")
-#: Bound on what the shim remembers of paused calls (oldest forgotten first).
-_MAX_PAUSED = 4096
 
 
-class Firewall(Elicitations, Streaming, Pinning):
+class Firewall(CallJudging, TargetAnswers):
     """The shim's message handling for one agent, one target and one daemon session."""
 
     def __init__(
@@ -297,197 +292,3 @@ class Firewall(Elicitations, Streaming, Pinning):
             return False
         self._notify(p.Withdraw(action_id))
         return True
-
-    def _on_tools_call(self, msg_id: JsonId, params: dict[str, Any], raw: object) -> None:
-        if not isinstance(raw, dict) or not isinstance(params.get("name"), str):
-            self._client.write_line(
-                rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: tools/call needs a tool name")
-            )
-            return
-        arguments = params.get("arguments")
-        if arguments is not None and not isinstance(arguments, dict):
-            self._client.write_line(
-                rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: arguments must be an object")
-            )
-            return
-        try:
-            params_json = rpc.dumps(params)
-        except UnicodeEncodeError:
-            self._client.write_line(
-                rpc.error_line(msg_id, rpc.INVALID_PARAMS, "Invalid params: lone surrogate in a string")
-            )
-            return
-        name: str = params["name"]
-        stateless = rpc.is_stateless(params)
-        if name == CONFIRM_TOOL:
-            self._on_confirm(msg_id, params, stateless)
-            return
-        state = params.get("requestState")
-        if isinstance(state, str) and state.startswith(STATE_PREFIX):  # the answer of the client's dialog
-            self._on_elicited_retry(msg_id, params, state, stateless)
-            return
-        leases = self._leases
-        if leases is not None and leases.use(name, arguments, params_json):
-
-            def ask_instead() -> None:  # the daemon was lost as the record left: no lease holds
-                self._inflight.pop(msg_id, None)
-                self._judge(msg_id, name, params_json, stateless)
-
-            self._forward_call(msg_id, params_json, lambda line: leases.defer_line(line, ask_instead))
-            return
-        self._judge(msg_id, name, params_json, stateless)
-
-    def _judge(self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool) -> None:
-        """Ask the daemon about a call; it is forwarded if the verdict is ``allow``."""
-        self._ask(
-            msg_id,
-            name,
-            stateless,
-            lambda rid: p.Decide(rid, params_json),
-            lambda reply, why: self._on_verdict(msg_id, name, params_json, stateless, reply, why),
-        )
-
-    def _on_verdict(
-        self,
-        msg_id: JsonId,
-        name: str,
-        params_json: bytes,
-        stateless: bool,
-        reply: p.Message | None,
-        why: str,
-        *,
-        run: Any = None,
-    ) -> None:
-        cancelled = self._judging.pop(msg_id, False)
-        if isinstance(reply, p.Verdict) and reply.action == p.ALLOW:
-            if not cancelled:
-                if run is not None:
-                    run()
-                else:
-                    self._forward_call(msg_id, params_json)
-            return
-        if isinstance(reply, p.Verdict) and reply.action == p.APPROVE:
-            if cancelled:
-                self._notify(p.Withdraw(reply.action_id))
-                return
-            if run is None and self._elicit(msg_id, name, params_json, stateless, reply):
-                return  # asked in the client's own dialog
-            if not self._start_hold(msg_id, name, params_json, stateless, reply):
-                self._answer_paused(msg_id, name, params_json, stateless, reply)
-            return
-        if cancelled:
-            return
-        if isinstance(reply, p.Verdict):
-            text = f"Blocked by the MCP Action Firewall: {reply.reason} The call to '{name}' did not run."
-        elif isinstance(reply, p.Error):
-            text = f"Blocked by the MCP Action Firewall: {reply.message} The call to '{name}' did not run."
-        else:
-            text = (
-                f"Blocked by the MCP Action Firewall: {why or 'no decision'}. The call to '{name}' "
-                "did not run and nothing was sent to the server. The firewall daemon (firewalld) must "
-                "be running for tool calls to be judged; tell the user, then try again."
-            )
-        self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
-
-    def _answer_paused(
-        self, msg_id: JsonId, name: str, params_json: bytes, stateless: bool, reply: p.Verdict
-    ) -> None:
-        """Tell the agent its call is paused, and how to have it approved with the code."""
-        self._paused[msg_id] = reply.action_id
-        if len(self._paused) > _MAX_PAUSED:
-            del self._paused[next(iter(self._paused))]
-        text = paused_text(name, params_json, reply)
-        self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
-
-    def _internal_error(self, msg_id: JsonId, name: str, stateless: bool, exc: Exception) -> None:
-        log.error("internal error on the call to %r: %r", name, exc, exc_info=debug())
-        self._judging.pop(msg_id, None)
-        text = f"The MCP Action Firewall failed on the call to '{name}' ({exc!r}); it did not run."
-        self._client.write_line(rpc.tool_error_line(msg_id, text, stateless))
-
-    def _forward_call(self, msg_id: JsonId, params_json: bytes, write: Any = None) -> None:
-        line = b'{"jsonrpc":"2.0","id":%b,"method":"tools/call","params":%b}' % (
-            b"%d" % msg_id if type(msg_id) is int else rpc.dumps(msg_id),  # ints: no json.dumps
-            params_json,
-        )
-        alive = self.target_alive
-        if alive:
-            self._inflight[msg_id] = "tools/call"
-        if not alive or not (write or self._target.write_line)(line):
-            self._answer_gone(msg_id)
-
-    # -- target -> agent ---------------------------------------------------------------------
-
-    def on_target_line(self, line: bytes) -> None:
-        """Handle one line from the target."""
-        if not line.strip():
-            return
-        out: bytes | None = line
-        if self._inflight or self._replays:  # nothing asked: nothing to look up
-            try:
-                out = self._target_response(line)
-            except Exception as exc:  # relay it untouched rather than lose it
-                log.error("internal error on a message from the server: %r", exc, exc_info=debug())
-        if out is not None:
-            self._relay_in_order(out)
-
-    def _target_response(self, line: bytes) -> bytes | None:
-        """The line to relay for a response (None: a tools/list page written once firewalld has
-        checked it; see :mod:`shim.pinning`)."""
-        msg_id = response_id(line, exact=bool(self._list_first_page or self._replays))
-        if msg_id is NOT_A_RESPONSE:
-            return line
-        replay = self._forget_replay(msg_id)
-        if replay is not None:
-            return self._finish_replay(replay, line)
-        method = self._inflight.pop(msg_id, None)
-        first_page = self._list_first_page.pop(msg_id, None)
-        if method == "tools/list" and first_page is not None:
-            return self._tools_page(msg_id, line, first_page)
-        return line
-
-    def on_late_reply(self, reply: p.Message) -> None:
-        """An answer that came after its request gave up (or to a listing sent again)."""
-        if not self._pins_message(reply):
-            super().on_late_reply(reply)
-
-    def on_target_overlong(self, head: bytes, tail: bytes, size: int) -> None:
-        """A line from the target over the size limit was dropped; ``head`` and ``tail`` are its ends.
-
-        If it was the answer to a request in flight, that request gets an error instead of no answer.
-        """
-        try:
-            kind, salvaged = rpc.salvage(head)
-            found: Any = salvaged if kind == "response" else tail_id(tail)
-            if not rpc.valid_id(found):
-                return
-            msg_id: JsonId = found
-            replay = self._forget_replay(msg_id)
-            if replay is not None:
-                self._record(replay.action_id, "ran", f"answer of {size} bytes dropped: over the limit")
-                msg_id = replay.agent_id
-            elif self._inflight.pop(msg_id, None) is None:
-                return
-            self._list_first_page.pop(msg_id, None)
-            why = f"The server's answer ({size} bytes or more) is over the firewall's size limit: dropped."
-            self._client.write_line(rpc.error_line(msg_id, rpc.INTERNAL_ERROR, why))
-        except Exception as exc:  # the reader must outlive any message
-            log.error("internal error on an over-long message from the server: %r", exc, exc_info=debug())
-
-    def on_target_exit(self) -> None:
-        """The target closed its stdout: every request still in flight gets an error."""
-        self.target_alive = False
-        for wire_id in list(self._replays):
-            self._replay_lost(wire_id, "the server exited before it answered")
-        ids = list(self._inflight)
-        self._inflight.clear()
-        self._list_first_page.clear()
-        self._continuations.clear()
-        for msg_id in ids:
-            self._answer_gone(msg_id)
-
-    def _answer_gone(self, msg_id: JsonId) -> None:
-        self._inflight.pop(msg_id, None)
-        self._client.write_line(
-            rpc.error_line(msg_id, rpc.TARGET_GONE, "The MCP server behind the firewall has exited.")
-        )
