@@ -29,13 +29,17 @@ class AuditChannels(DaemonState):
         if not batch:
             return
         recorded: list[p.LeaseAudit] = []
-        with self.store.transaction():
-            for msg in batch:
-                if not isinstance(msg, p.LeaseAudit):
-                    raise p.ProtocolError(f"an audit channel may not send {p.tag_of(msg)}")
-                if self.leases.record(session, msg.calls):
-                    self._audit_dirty = True
-                recorded.append(msg)
+        try:
+            with self.store.transaction():
+                for msg in batch:
+                    if not isinstance(msg, p.LeaseAudit):
+                        raise p.ProtocolError(f"an audit channel may not send {p.tag_of(msg)}")
+                    if self.leases.record(session, msg.calls):
+                        self._audit_dirty = True
+                    recorded.append(msg)
+        except BaseException:
+            self.leases.rewind(session.session_id)  # nothing of it was committed
+            raise
         for msg in recorded:  # committed: only now may the shim forget them
             self._to_ack(session.session_id, msg.rid, len(msg.calls))
         if self.store.spooled >= INGEST_AFTER:

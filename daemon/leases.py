@@ -215,6 +215,13 @@ class Leases:
             self._sessions[session_id] = _SessionLeases()
         self._sessions[session_id].given.clear()
 
+    def rewind(self, session_id: str) -> None:
+        """The transaction that held this session's last records failed: what is recorded is
+        looked up in the log again, so the shim's resent records are not taken as written."""
+        state = self._sessions.get(session_id)
+        if state is not None:
+            state.recorded = None
+
     def record(self, session: Session, calls: list[object]) -> int:
         """Put each call not yet recorded into the audit log. Returns how many were new.
 

@@ -35,9 +35,18 @@ class ShimRequests(DaemonState):
             return []
         replies: list[p.Message] = []
         events: list[p.Event] = []
-        with self.store.transaction():
-            for msg in batch:
-                self._shim_request(session, msg, replies, events)
+        self._uncommitted_acks.clear()
+        try:
+            with self.store.transaction():
+                for msg in batch:
+                    self._shim_request(session, msg, replies, events)
+        except BaseException:
+            self._uncommitted_acks.clear()
+            self.leases.rewind(session.session_id)  # no record of this batch was committed
+            raise
+        for session_id, rid, records in self._uncommitted_acks:  # committed: the shim may forget them
+            self._to_ack(session_id, rid, records)
+        self._uncommitted_acks.clear()
         if any(isinstance(r, p.Confirmed) and r.ok for r in replies):
             failpoints.hit("confirm.committed")
         for event in events:
@@ -133,7 +142,7 @@ class ShimRequests(DaemonState):
             case p.LeaseAudit():
                 if self.leases.record(session, msg.calls):
                     self._audit_dirty = True
-                self._to_ack(session.session_id, msg.rid, len(msg.calls))
+                self._uncommitted_acks.append((session.session_id, msg.rid, len(msg.calls)))
             case p.LeasesRevokedAck():
                 peer = self._shim_of.get(session.session_id)
                 if peer is not None:

@@ -77,6 +77,8 @@ class DaemonState:
         # batch would wake the shim once more per call): session -> the highest rid to ack.
         self._audit_acks: dict[str, int] = {}
         self._ack_waiting: dict[str, int] = {}  # session -> records not acknowledged yet
+        # Acks of records in the batch being answered, sent once its transaction has committed.
+        self._uncommitted_acks: list[tuple[str, int, int]] = []
         self._audit_channels: dict[Peer, str] = {}  # -> its session
         self._ack_due = anyio.Event()  # records wait for an Ack
         self._ack_now = anyio.Event()  # a shim has ACK_RECORDS of them: send the Acks now

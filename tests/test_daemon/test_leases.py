@@ -226,3 +226,50 @@ def test_verdicts_changed_reaches_every_shim_and_a_pin_veto_holds(
         app._events_out.close()
 
     anyio.run(scenario)
+
+
+@pytest.mark.parametrize("channel", ["audit", "main"])
+def test_records_whose_transaction_failed_are_neither_acknowledged_nor_skipped_when_resent(
+    world: dict[str, Any], channel: str
+) -> None:
+    """A batch of leased calls' records whose transaction fails (a full disk) is not acknowledged,
+    and when the shim sends it again after reconnecting it is written, not taken as already
+    recorded: those calls ran, and each must have its audit row."""
+    import anyio
+
+    from daemon.server import Firewalld
+
+    async def scenario() -> None:
+        decisions: Decisions = world["decisions"]
+        store: Store = decisions.store
+        app = Firewalld(decisions.settings, store, decisions.pending)
+        app.decisions, app.leases = decisions, world["leases"]
+        session: Session = world["session"]
+        calls: list[object] = [[1, "read_note", "r", b"{}"], [2, "read_note", "r", b"{}"]]
+        batch: list[p.Message] = [p.LeaseAudit(7, calls)]
+
+        def send(batch: list[p.Message]) -> None:
+            if channel == "audit":
+                app._leased(session, batch)
+            else:
+                app._shim_batch(session, batch)
+
+        real = store._spool_rows
+
+        def full_disk(rows: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        store._spool_rows = full_disk  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            send(batch)
+        assert app._audit_acks == {}  # nothing the shim may forget
+        store._spool_rows = real  # type: ignore[method-assign]
+        send(batch)  # the shim's resend after its reconnect
+        assert app._audit_acks == {session.session_id: 7}
+        store.ingest()
+        rows = store.db.execute("select action_id from audit where action_id like 'lease:%'").fetchall()
+        assert sorted(r[0] for r in rows) == ["lease:1", "lease:2"]
+        app._events_in.close()
+        app._events_out.close()
+
+    anyio.run(scenario)
