@@ -152,6 +152,7 @@ class DaemonLink(AuditChannel):
                 "(~/.local/state/mcp-action-firewall by default)",
                 status,
             )
+            self._rearm()  # what waited only for it is refused now
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -222,8 +223,8 @@ class DaemonLink(AuditChannel):
             req.deadline = max(req.deadline, fresh)
             self._inflight[rid] = req
             self._send(req.message, rid)
-        if queued and self._deadline_timer is None:
-            self._deadline_timer = self._loop.call_later(self.timeout, self._expire)
+        if queued:
+            self._rearm()
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

@@ -162,10 +162,14 @@ class Relay:
     def _client_eof(self) -> None:
         for line in self._client_lines.end():
             self._client_line(line)
+        self.firewall.end_of_input()  # a leased call on a last line with no newline goes out too
         self._client_open = False
         self._loop.remove_reader(self._stdin)
         log.info("the agent closed stdin")
-        self._close_target_in(time.monotonic() + self._link.timeout + GRACE)
+        # Verdicts come by their own deadlines (a daemon the shim started has longer): this is a
+        # backstop only.
+        backstop = self._link.start_timeout + self._link.timeout + GRACE
+        self._close_target_in(time.monotonic() + backstop)
 
     def _close_target_in(self, deadline: float) -> None:
         """Close the target's stdin once no call waits for a verdict (or at the verdict deadline)."""

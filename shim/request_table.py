@@ -174,6 +174,12 @@ class RequestTable:
         req.callback(message, reason)
         return True
 
+    def _rearm(self) -> None:
+        """Deadlines changed (a start allowance ended, a welcome refreshed them): look again now."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._expire()
+
     def _expire(self) -> None:
         """Fail the requests past their deadline; wake again for the next one.
 

@@ -12,14 +12,24 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Daemon, connected_sessions, effects_of, fixture_shim, wait_until, write_config
-from helpers.wire import Peer, call, initialize, notification
+from conftest import (
+    Daemon,
+    connected_sessions,
+    effects_of,
+    fixture_shim,
+    shim_command,
+    wait_until,
+    write_config,
+)
+from helpers.mcp_agent import FIXTURES, fixture_command
+from helpers.wire import Peer, call, initialize, jline, notification
 
 #: Allows delete_user by name alone (so it gets a lease), and records each run in the effects file.
 ALLOW_DELETE = {"global": {"allow_prefixes": ["delete_user", "read_"], "block_keywords": []}}
@@ -291,3 +301,27 @@ def test_bursts_with_quiet_spells_between_each_get_their_audit_rows(daemon: Daem
 
     wait_until(lambda: audited() == ran, what="an audit row for every call")
     assert len(lease_rows(daemon)) >= 90
+
+
+def test_a_leased_call_on_a_last_line_without_a_newline_reaches_the_server(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """A script's last line often has no newline: a leased call there is forwarded (and audited)
+    before the server's stdin is closed, as a judged one is. (What the SDK server does with a call
+    that comes with the end of its input is its own business; a byte tap shows it arrived.)"""
+    record = tmp_path / "tap"
+    record.mkdir()
+    tap = [sys.executable, str(FIXTURES / "tap.py"), "--record", str(record), "--"]
+    peer = Peer(shim_command([*tap, *fixture_command(tmp_path / "fx")]), daemon.env)
+    with peer:
+        peer.ask(initialize(0))
+        peer.send(notification("notifications/initialized"))
+        for i in range(1, 6):  # the lease is in place after the first calls
+            assert ok(peer.ask(call(i, "read_note", {"name": f"note{i}"})))
+        assert peer.proc.stdin is not None
+        peer.proc.stdin.write(jline(call(77, "read_note", {"name": "the-last-one"})))  # no newline
+        peer.proc.stdin.flush()
+        peer.close()
+    assert b"the-last-one" in (record / "from_client.bin").read_bytes()
+    wait_until(lambda: len(lease_rows(daemon)) >= 5, what="the leased calls' audit rows")
+    assert any("the-last-one" in str(row.get("detail")) for row in lease_rows(daemon))
